@@ -302,8 +302,10 @@ def _cross_check(cfg: SweepConfig) -> None:
         raise ConfigError("train.deepspeed_config", "only applies with train.backend: deepspeed")
     if t.zero_stage and t.backend != "deepspeed":
         raise ConfigError("train.zero_stage", "only applies with train.backend: deepspeed")
-    if t.checkpoint_every and t.checkpoint_every > t.max_steps:
-        raise ConfigError("train.checkpoint_every", f"{t.checkpoint_every} exceeds train.max_steps {t.max_steps}")
+    if t.checkpoint_every and t.checkpoint_every % t.eval_every:
+        raise ConfigError("train.checkpoint_every", f"{t.checkpoint_every} must be a multiple of train.eval_every "
+                          f"({t.eval_every}): checkpoints are taken at evaluations")
+    _check_search(cfg.search)
     d = cfg.data
     if d.curve_eval_size and d.eval_size and d.curve_eval_size > d.eval_size:
         raise ConfigError("data.curve_eval_size", f"{d.curve_eval_size} exceeds data.eval_size {d.eval_size}")
@@ -318,6 +320,29 @@ def _cross_check(cfg: SweepConfig) -> None:
     r = cfg.resources
     if r.num_cpus is not None and r.cpus_per_trial > r.num_cpus:
         raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial} exceeds resources.num_cpus {r.num_cpus}")
+
+
+def _check_search(search: SearchConfig) -> None:
+    import json
+
+    for axis in SEARCH_AXES:
+        values = getattr(search, axis)
+        if values is None:
+            continue
+        seen = []
+        for i, v in enumerate(values):
+            path = f"search.{axis}[{i}]"
+            if axis == "strategy":
+                if isinstance(v, str):
+                    v = _build(StrategyConfig, {"name": v}, path)
+                elif isinstance(v, dict):
+                    v = _build(StrategyConfig, v, path)
+                else:
+                    raise ConfigError(path, f"expected a strategy name or a {{name:, params:}} mapping, got {v!r}")
+                v = (v.name, json.dumps(v.params, sort_keys=True, default=str))
+            if v in seen:
+                raise ConfigError(path, f"duplicate value {values[i]!r}")
+            seen.append(v)
 
 
 def build_config(data: Any) -> SweepConfig:

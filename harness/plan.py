@@ -1,0 +1,100 @@
+"""Pre-flight checks (cheap: no weights, no data content) and the trial plan shown by ``--dry-run``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import strategies
+from harness.config import ConfigError, SweepConfig
+from harness.expand import TrialConfig, expand, normalise_strategies, strategy_label
+
+__all__ = ["preflight", "plan_rows", "format_plan", "INPUT_ERRORS"]
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from harness.data import DataError
+    from harness.model import ModelSourceError
+
+    return (ConfigError, strategies.StrategyError, DataError, ModelSourceError)
+
+
+INPUT_ERRORS = _input_errors()
+
+
+def _strategy_path(cfg: SweepConfig, i: int) -> str:
+    return "strategy" if cfg.search.strategy is None else f"search.strategy[{i}]"
+
+
+def _rebase(cfg: SweepConfig, i: int, exc: "strategies.StrategyError") -> ConfigError:
+    """Re-root a strategy error's ``strategy.params.k`` path at the config entry it came from."""
+    base = _strategy_path(cfg, i)
+    path = exc.path or ""
+    message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
+    suffix = path[len("strategy"):] if path.startswith("strategy") else (f".{path}" if path else "")
+    return ConfigError(base + suffix, message)
+
+
+def preflight(cfg: SweepConfig) -> list[TrialConfig]:
+    """Everything that can be checked before a model or data set is loaded. Raises one of INPUT_ERRORS."""
+    from harness.data import check_source
+    from harness.model import load_hf_config
+
+    trials = expand(cfg)
+    for i, strat in enumerate(normalise_strategies(cfg)):
+        try:
+            strategies.validate_params(strat.name, strat.params)
+        except strategies.StrategyError as exc:
+            raise _rebase(cfg, i, exc) from None
+    check_source(cfg.data)
+    if cfg.train.deepspeed_config and not Path(cfg.train.deepspeed_config).is_file():
+        raise ConfigError("train.deepspeed_config", f"file not found: {cfg.train.deepspeed_config}")
+    try:
+        hf = load_hf_config(cfg.model, cfg.train)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, INPUT_ERRORS):
+            raise
+        key = "model.arch" if cfg.model.arch else "model.name"
+        raise ConfigError(key, f"cannot load the model configuration: {exc}") from None
+    for i, strat in enumerate(normalise_strategies(cfg)):
+        try:
+            strategies.check_compatible(strat.name, strategies.validate_params(strat.name, strat.params), hf)
+        except strategies.StrategyError as exc:
+            raise _rebase(cfg, i, exc) from None
+    return trials
+
+
+def plan_rows(cfg: SweepConfig, trials: list[TrialConfig]) -> list[dict]:
+    """One row per trial with trainable counts, computed on a meta-device model (no weights loaded)."""
+    from harness.model import build_model
+
+    counts: dict[str, tuple[int, int]] = {}
+    for strat in normalise_strategies(cfg):
+        model = build_model(cfg.model, cfg.train, meta=True)
+        params = strategies.validate_params(strat.name, strat.params)
+        model = strategies.prepare_model(model, strat.name, params)
+        strategies.apply_trainable(model, strategies.trainable_names(model, strat.name, params))
+        counts[strategy_label(strat)] = strategies.count_params(model)
+    rows = []
+    for t in trials:
+        trainable, total = counts[t.strategy_label]
+        rows.append({"trial_id": t.trial_id, "strategy": t.strategy_label, "lr": t.train.lr,
+                     "batch_size": t.train.batch_size, "scheduler": t.train.scheduler,
+                     "grad_clip": t.train.grad_clip, "seed": t.train.seed, "max_steps": t.train.max_steps,
+                     "trainable_params": trainable, "total_params": total,
+                     "trainable_ratio": round(trainable / total, 6)})
+    return rows
+
+
+def format_plan(rows: list[dict], as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps(rows, indent=2)
+    cols = ["strategy", "lr", "batch_size", "scheduler", "grad_clip", "seed", "trainable_params",
+            "total_params", "trainable_ratio"]
+    fmt = {"trainable_params": "{:,}", "total_params": "{:,}", "trainable_ratio": "{:.4f}", "lr": "{:g}"}
+    cells = [[(fmt.get(c, "{}").format(r[c]) if r[c] is not None else "none") for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.append(f"{len(rows)} trials")
+    return "\n".join(lines)

@@ -1,0 +1,288 @@
+"""One trial, end to end, in plain PyTorch. Never imports ray: the sweep hands it a ``report`` callable.
+
+Order (torchtune's recipe): seed → data → model → strategy (trainable set) → apply → log counts →
+optimizer over trainable params only → engine → loop (evaluate at step 0, every ``eval_every`` steps and at
+the end) → final evaluation on the whole evaluation subset → ``result.json``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import resource
+import shutil
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+import strategies
+from harness import batching, tokenize_cache
+from harness.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from harness.engine import Engine, loss_fn, make_engine
+from harness.expand import TrialConfig
+from harness.model import build_model, load_tokenizer, tokenizer_source
+from harness.results import RESULT_SCHEMA, environment, result_path, write_json_atomic
+
+__all__ = ["run_trial", "Report", "Diverged", "pick_device", "evaluate"]
+
+log = logging.getLogger("freezebench.trial")
+Report = Callable[[dict, Optional[str]], None]
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN/inf or exceeded ``train.diverge_loss``."""
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device is cuda but no CUDA device is visible")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(engine: Engine, split, indices: np.ndarray, batch_size: int, pad_id: int,
+             device: torch.device, label_smoothing: float = 0.0) -> tuple[float, float]:
+    """Mean loss and accuracy over ``indices`` (batched by length: padding never changes the answer)."""
+    engine.model.eval()
+    order = indices[np.argsort(split.lengths[indices], kind="stable")]
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = _to_device(batching.collate([split.input_ids[i] for i in idx], split.labels[idx], pad_id), device)
+        logits = engine.forward(batch)
+        loss_sum += float(loss_fn(logits, batch["labels"], label_smoothing)) * len(idx)
+        correct += int((logits.argmax(-1) == batch["labels"]).sum())
+    engine.model.train()
+    return loss_sum / len(order), correct / len(order)
+
+
+class _Run:
+    """State of one trial; keeps run_trial readable."""
+
+    def __init__(self, cfg: TrialConfig, report: Report, tokenized_path: str | None, scratch: Path):
+        self.cfg, self.report, self.scratch = cfg, report, scratch
+        self.t0 = time.time()
+        self.result = {
+            "schema": RESULT_SCHEMA, "sweep": cfg.sweep, "trial_id": cfg.trial_id, "index": cfg.index,
+            "status": "running", "reason": None, "strategy": cfg.strategy_label,
+            "strategy_name": cfg.strategy.name, "strategy_params": dict(cfg.strategy.params),
+            "hparams": {k: getattr(cfg.train, k) for k in ("lr", "batch_size", "scheduler", "grad_clip", "seed",
+                                                           "weight_decay", "dropout", "attention_dropout",
+                                                           "label_smoothing", "word_dropout", "max_steps",
+                                                           "grad_accum", "precision", "backend")},
+            "config": cfg.to_dict(), "params": None, "history": [], "train_losses": [], "final": None,
+            "best": None, "throughput": None, "timing": None, "memory": None, "skipped_steps": 0,
+            "resumed_from_step": None, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": None, "env": environment(),
+        }
+        self.tokenized_path = tokenized_path
+        self.train_s = self.eval_s = 0.0
+        self.samples = self.tokens = self.padded = 0
+        self.step = 0
+        self.window_losses: list[float] = []
+        self.window_norms: list[float] = []
+
+    @property
+    def path(self) -> Path:
+        return result_path(self.cfg.output.dir, self.cfg.sweep, self.cfg.trial_id)
+
+    def write(self) -> None:
+        write_json_atomic(self.path, self.result)
+
+
+def _setup(run: _Run):
+    cfg = run.cfg
+    device = pick_device(cfg.train.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
+    random.seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    path = run.tokenized_path or tokenize_cache.prepare(cfg.data, tokenizer, tokenizer_source(cfg.model),
+                                                        num_labels=cfg.model.num_labels, log=log.info)
+    data = tokenize_cache.load(path)
+    model = build_model(cfg.model, cfg.train)
+    params = strategies.validate_params(cfg.strategy.name, cfg.strategy.params)
+    model = strategies.prepare_model(model, cfg.strategy.name, params)
+    names = strategies.trainable_names(model, cfg.strategy.name, params)
+    strategies.apply_trainable(model, names)
+    trainable, total = strategies.count_params(model)
+    log.info("%s: trainable params: %s || all params: %s || trainable%%: %.4f", cfg.trial_id,
+             f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    run.result["params"] = {"trainable": trainable, "total": total, "ratio": trainable / total}
+    model.to(device).train()
+    engine = make_engine(model, cfg.train, device)
+    special = set(tokenizer.all_special_ids)
+    return device, tokenizer.pad_token_id, special, data, engine
+
+
+def _restore(run: _Run, engine: Engine, stream, restore_from) -> None:
+    for folder in restore_from:
+        try:
+            tensors, state = load_checkpoint(folder)
+            engine.load_trainable_state(tensors)
+            engine.load_state_dict(state["engine"])
+        except (CheckpointError, KeyError, ValueError, RuntimeError) as exc:
+            log.warning("%s: skipping checkpoint %s: %s", run.cfg.trial_id, folder, exc)
+            continue
+        stream.load_state_dict(state["stream"])
+        set_rng_state(state["rng"])
+        run.step = int(state["step"])
+        for key in ("history", "train_losses"):
+            run.result[key] = list(state["result"][key])
+        run.train_s, run.eval_s = state["train_s"], state["eval_s"]
+        run.samples, run.tokens, run.padded = state["samples"], state["tokens"], state["padded"]
+        run.result["resumed_from_step"] = run.step
+        log.info("%s: resumed from step %d (%s)", run.cfg.trial_id, run.step, folder)
+        return
+    if restore_from:
+        log.warning("%s: no usable checkpoint; starting from scratch", run.cfg.trial_id)
+
+
+def _checkpoint(run: _Run, engine: Engine, stream) -> str:
+    state = {"step": run.step, "engine": engine.state_dict(), "stream": stream.state_dict(), "rng": rng_state(),
+             "result": {"history": run.result["history"], "train_losses": run.result["train_losses"]},
+             "train_s": run.train_s, "eval_s": run.eval_s, "samples": run.samples, "tokens": run.tokens,
+             "padded": run.padded}
+    return str(save_checkpoint(run.scratch / f"step_{run.step:07d}", engine.trainable_state(), state))
+
+
+def _record_eval(run: _Run, engine: Engine, data, device, pad_id, curve_idx) -> dict:
+    cfg = run.cfg
+    t = time.perf_counter()
+    eval_loss, acc = evaluate(engine, data.eval, curve_idx, cfg.train.eval_batch_size, pad_id, device,
+                              cfg.train.label_smoothing)
+    run.eval_s += time.perf_counter() - t
+    row = {
+        "step": run.step, "epoch": run.samples / max(1, len(data.train.labels)),
+        "train_loss": float(np.mean(run.window_losses)) if run.window_losses else None,
+        "eval_loss": eval_loss, "eval_accuracy": acc, "lr": engine.current_lr(),
+        "grad_norm": float(np.mean(run.window_norms)) if run.window_norms else None,
+        "samples_per_s": run.samples / run.train_s if run.train_s else None,
+        "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
+        "peak_mem_mb": peak_memory_mb(device), "elapsed_s": time.time() - run.t0,
+        "skipped_steps": engine.skipped_steps,
+    }
+    run.window_losses, run.window_norms = [], []
+    run.result["history"].append(row)
+    return row
+
+
+def _train_step(run: _Run, engine: Engine, stream, data, device, pad_id, special, gen) -> None:
+    tc = run.cfg.train
+    t = time.perf_counter()
+    total = 0.0
+    for _ in range(tc.grad_accum):
+        idx = next(stream)
+        batch = batching.collate([data.train.input_ids[i] for i in idx], data.train.labels[idx], pad_id,
+                                 word_dropout=tc.word_dropout, generator=gen, keep_ids=special)
+        run.samples += len(idx)
+        run.tokens += int(batch["n_tokens"])
+        run.padded += int(batch["input_ids"].numel())
+        batch = _to_device(batch, device)
+        loss = loss_fn(engine.forward(batch), batch["labels"], tc.label_smoothing) / tc.grad_accum
+        engine.backward(loss)
+        total += float(loss.detach())
+    if not math.isfinite(total) or total > tc.diverge_loss:
+        raise Diverged(f"training loss {total} at step {run.step + 1} (lr {engine.current_lr():g})")
+    run.window_norms.append(engine.step())
+    run.step += 1
+    run.train_s += time.perf_counter() - t
+    run.window_losses.append(total)
+    run.result["train_losses"].append(total)
+
+
+def _finish(run: _Run, engine: Engine | None, device, data, pad_id, eval_all, curve_idx) -> None:
+    res = run.result
+    if engine is not None and res["status"] in ("ok", "diverged") and data is not None:
+        if res["status"] == "ok" and len(eval_all) == len(curve_idx) and res["history"] \
+                and res["history"][-1]["step"] == run.step:
+            last = res["history"][-1]
+            final_loss, final_acc = last["eval_loss"], last["eval_accuracy"]
+        else:
+            t = time.perf_counter()
+            final_loss, final_acc = evaluate(engine, data.eval, eval_all, run.cfg.train.eval_batch_size,
+                                             pad_id, device, run.cfg.train.label_smoothing)
+            run.eval_s += time.perf_counter() - t
+        res["final"] = {"step": run.step, "eval_accuracy": final_acc, "eval_loss": final_loss,
+                        "eval_size": int(len(eval_all)),
+                        "train_loss": res["history"][-1]["train_loss"] if res["history"] else None}
+        res["skipped_steps"] = engine.skipped_steps
+    if res["history"]:
+        best = max(res["history"], key=lambda r: r["eval_accuracy"])
+        res["best"] = {"eval_accuracy": best["eval_accuracy"], "step": best["step"]}
+    res["throughput"] = {
+        "samples_per_s": run.samples / run.train_s if run.train_s else None,
+        "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
+        "padding_fraction": 1 - run.tokens / run.padded if run.padded else None,
+    }
+    res["timing"] = {"wall_s": time.time() - run.t0, "train_s": run.train_s, "eval_s": run.eval_s}
+    res["memory"] = {"peak_mem_mb": peak_memory_mb(device) if device is not None else None,
+                     "device": str(device) if device is not None else None}
+    res["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run.write()
+
+
+def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path: str | None = None,
+              restore_from: list[str] | str | None = None, scratch_dir: str | None = None) -> dict:
+    """Run one trial and return its result (also written to ``results/<sweep>/trials/<id>/result.json``).
+
+    ``report(metrics, checkpoint_dir_or_None)`` is called once per evaluation. An exception inside the
+    trial is recorded as status ``failed`` (with the reason) and re-raised so a scheduler may retry it.
+    """
+    report = report or (lambda metrics, checkpoint=None: None)
+    scratch = Path(scratch_dir) if scratch_dir else result_path(cfg.output.dir, cfg.sweep, cfg.trial_id).parent / "ckpt"
+    if isinstance(restore_from, (str, Path)):
+        restore_from = [str(restore_from)]
+    run = _Run(cfg, report, tokenized_path, scratch)
+    tc = cfg.train
+    device = engine = data = pad_id = None
+    eval_all = curve_idx = np.zeros(0, dtype=np.int64)
+    try:
+        device, pad_id, special, data, engine = _setup(run)
+        eval_all = np.arange(len(data.eval.labels))
+        curve_idx = eval_all[: cfg.data.curve_eval_size] if cfg.data.curve_eval_size else eval_all
+        stream = batching.BatchStream(data.train.lengths, tc.batch_size, tc.seed, group_by_length=tc.length_grouping)
+        _restore(run, engine, stream, restore_from or [])
+        gen = torch.Generator().manual_seed(tc.seed + 1)
+        if run.step == 0:
+            run.report(_record_eval(run, engine, data, device, pad_id, curve_idx), None)
+        while run.step < tc.max_steps:
+            _train_step(run, engine, stream, data, device, pad_id, special, gen)
+            if run.step % tc.eval_every == 0 or run.step == tc.max_steps:
+                row = _record_eval(run, engine, data, device, pad_id, curve_idx)
+                ckpt = None
+                if tc.checkpoint_every and run.step % tc.checkpoint_every == 0 and run.step < tc.max_steps:
+                    ckpt = _checkpoint(run, engine, stream)
+                run.write()
+                run.report(row, ckpt)
+        run.result["status"] = "ok"
+    except Diverged as exc:
+        run.result.update(status="diverged", reason=str(exc))
+        log.warning("%s diverged: %s", cfg.trial_id, exc)
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        run.result.update(status="failed", reason=reason, traceback=traceback.format_exc(limit=20))
+        _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+        raise
+    _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return run.result

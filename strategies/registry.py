@@ -1,0 +1,178 @@
+"""One small, loud registry of freeze strategies.
+
+A strategy is a pure function ``fn(model, **params) -> frozenset[str]`` of trainable parameter names,
+registered under a lowercase unique name with :func:`register`. Its docstring is its *method card*
+(what trains, source, caveats). An optional ``transform(model, **params)`` changes the model in place
+first (LoRA injection); an optional ``check(hf_config, **params)`` rejects params a config cannot take.
+Parameters are validated against the function's signature at config time, without a model.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+from torch import nn
+
+from strategies.roles import SUPPORTED_TYPES
+
+__all__ = [
+    "Strategy", "StrategyError", "UnknownStrategyError", "register", "resolve", "available", "summary",
+    "validate_params", "check_compatible",
+]
+
+StrategyFn = Callable[..., frozenset]
+Transform = Callable[..., nn.Module]
+Check = Callable[..., None]
+_NAME = re.compile(r"^[a-z0-9_]+$")
+
+
+class StrategyError(ValueError):
+    """A strategy is misused; the message names the dotted key (``strategy.params.k``) when there is one."""
+
+    def __init__(self, message: str, path: str = ""):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class UnknownStrategyError(StrategyError):
+    """No strategy is registered under that name."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    fn: StrategyFn
+    transform: Transform | None = None
+    check: Check | None = None
+
+    @property
+    def card(self) -> str:
+        """The method card: the strategy function's docstring."""
+        return inspect.getdoc(self.fn) or ""
+
+    def __call__(self, model: nn.Module, params: Mapping[str, Any] | None = None) -> frozenset[str]:
+        """Trainable names for an already prepared model (params validated, defaults filled)."""
+        return self.fn(model, **validate_params(self.name, params))
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(name: str, transform: Transform | None = None,
+             check: Check | None = None) -> Callable[[StrategyFn], StrategyFn]:
+    """Decorator registering ``fn`` as strategy ``name``; duplicates and bad names raise StrategyError."""
+    if not _NAME.match(name):
+        raise StrategyError(f"strategy name {name!r} must match [a-z0-9_]+")
+    if name in _REGISTRY:
+        raise StrategyError(f"strategy {name!r} is already registered (by {_REGISTRY[name].fn.__module__})")
+
+    def deco(fn: StrategyFn) -> StrategyFn:
+        if name in _REGISTRY:
+            raise StrategyError(f"strategy {name!r} is already registered")
+        if not inspect.getdoc(fn) and sys.flags.optimize < 2:
+            raise StrategyError(f"strategy {name!r} needs a docstring: its method card")
+        kinds = [p.kind for p in list(inspect.signature(fn).parameters.values())[1:]]
+        if any(k in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD,
+                     inspect.Parameter.POSITIONAL_ONLY) for k in kinds):
+            raise StrategyError(f"strategy {name!r}: params after `model` must be plain keyword parameters")
+        _REGISTRY[name] = Strategy(name, fn, transform, check)
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    """Registered strategy names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def resolve(name: str) -> Strategy:
+    """The strategy registered as ``name``; an unknown name says "did you mean ..." and lists all."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(str(name), _REGISTRY, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise UnknownStrategyError(f"unknown strategy {name!r}{hint} Available: {', '.join(available())}",
+                               "strategy.name")
+
+
+def summary(name: str) -> str:
+    """First line of the strategy's method card."""
+    return (resolve(name).card.splitlines() or [""])[0]
+
+
+def _coerce(path: str, value: Any, tp: Any) -> Any:
+    """``value`` checked against annotation ``tp`` (int for float allowed, bool never for numbers)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            try:
+                return _coerce(path, value, arg)
+            except StrategyError:
+                pass
+    elif origin is Literal:
+        if value in args:
+            return value
+    elif origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            item = args[0] if args else Any
+            return [_coerce(f"{path}[{i}]", v, item) for i, v in enumerate(value)]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    want = getattr(tp, "__name__", None) if origin is None else None
+    raise StrategyError(f"expected {want or tp}, got {type(value).__name__} {value!r}", path)
+
+
+def validate_params(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check ``params`` against strategy ``name``'s signature; returns them with defaults filled."""
+    fn = resolve(name).fn
+    params = dict(params or {})
+    sig = list(inspect.signature(fn).parameters.values())[1:]
+    hints = typing.get_type_hints(fn)
+    allowed = [p.name for p in sig]
+    for key in params:
+        if key not in allowed:
+            raise StrategyError(f"unknown parameter for strategy {name!r}; allowed: "
+                                f"{', '.join(allowed) or '(none)'}", f"strategy.params.{key}")
+    out: dict[str, Any] = {}
+    for p in sig:
+        path = f"strategy.params.{p.name}"
+        if p.name not in params:
+            if p.default is inspect.Parameter.empty:
+                raise StrategyError(f"required by strategy {name!r}", path)
+            out[p.name] = copy.deepcopy(p.default)
+            continue
+        tp = hints.get(p.name, type(p.default) if p.default not in (None, inspect.Parameter.empty) else Any)
+        out[p.name] = _coerce(path, params[p.name], tp)
+    return out
+
+
+def check_compatible(name: str, params: Mapping[str, Any] | None, hf_config: Any) -> dict[str, Any]:
+    """Cheap config-time checks of ``params`` against a HF config (no model); returns validated params."""
+    strategy = resolve(name)
+    valid = validate_params(name, params)
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type not in SUPPORTED_TYPES:
+        raise StrategyError(f"model_type {model_type!r} is not supported by the strategies; "
+                            f"supported: {', '.join(SUPPORTED_TYPES)}", "model")
+    if strategy.check is not None:
+        strategy.check(hf_config, **valid)
+    return valid

