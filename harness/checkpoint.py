@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "rng_state", "set_rng_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "rng_state", "set_rng_state",
+           "checkpoint_step", "newest_first"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def save_checkpoint(folder: str | Path, trainable: dict[str, torch.Tensor], stat
     tmp.mkdir(parents=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
     torch.save(state, tmp / "state.pt")
-    (tmp / "done").write_text("ok\n")
+    (tmp / "done").write_text(f"{int(state.get('step', 0))}\n")  # last: marks the folder complete
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
@@ -67,3 +68,18 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     except Exception as exc:  # safetensors / pickle errors have many types
         raise CheckpointError(f"{folder}: unreadable checkpoint: {exc}") from exc
     return tensors, state
+
+
+def checkpoint_step(folder: str | Path) -> int:
+    """The step a complete checkpoint was taken at (-1 when incomplete or unreadable)."""
+    try:
+        return int((Path(folder) / "done").read_text().strip())
+    except (OSError, ValueError):
+        return -1
+
+
+def newest_first(folders) -> list[str]:
+    """Distinct checkpoint folders ordered by step, newest first; incomplete ones last (they are tried, and
+    refused with a warning, only when nothing better exists)."""
+    unique = list(dict.fromkeys(str(f) for f in folders))
+    return sorted(unique, key=checkpoint_step, reverse=True)

@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 __all__ = [
-    "ConfigError", "ModelConfig", "DataConfig", "TrainConfig", "StrategyConfig", "SearchConfig",
+    "ConfigError", "EarlyStoppingConfig", "ModelConfig", "DataConfig", "TrainConfig", "StrategyConfig", "SearchConfig",
     "ResourcesConfig", "WandbConfig", "LoggingConfig", "OutputConfig", "SweepConfig",
     "load_config", "build_config", "apply_overrides", "to_dict", "SEARCH_AXES",
 ]
@@ -115,6 +115,13 @@ SEARCH_AXES = ("strategy", "lr", "batch_size", "scheduler", "grad_clip", "seed",
 
 
 @dataclass(frozen=True)
+class EarlyStoppingConfig:
+    enabled: bool = False              # ASHA (asynchronous successive halving) over eval accuracy
+    grace_period: int = _opt(50, gt=0)  # optimizer steps every trial runs before it may be stopped
+    reduction_factor: float = _opt(3.0, gt=1, le=100)  # keep the top 1/reduction_factor at each rung
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     # every axis is a list; the grid is their cartesian product. Absent axes take the train/strategy value.
     strategy: Optional[list] = _opt(None, nonempty=True)   # names, or {name:, params:} mappings
@@ -129,6 +136,7 @@ class SearchConfig:
     label_smoothing: Optional[list[float]] = _opt(None, nonempty=True, ge=0, lt=1)
     word_dropout: Optional[list[float]] = _opt(None, nonempty=True, ge=0, lt=1)
     max_steps: Optional[list[int]] = _opt(None, nonempty=True, gt=0)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,9 @@ def _cross_check(cfg: SweepConfig) -> None:
         raise ConfigError("train.checkpoint_every", f"{t.checkpoint_every} must be a multiple of train.eval_every "
                           f"({t.eval_every}): checkpoints are taken at evaluations")
     _check_search(cfg.search)
+    es = cfg.search.early_stopping
+    if es.enabled and es.grace_period > t.max_steps:
+        raise ConfigError("search.early_stopping.grace_period", f"{es.grace_period} exceeds train.max_steps {t.max_steps}")
     d = cfg.data
     if d.curve_eval_size and d.eval_size and d.curve_eval_size > d.eval_size:
         raise ConfigError("data.curve_eval_size", f"{d.curve_eval_size} exceeds data.eval_size {d.eval_size}")

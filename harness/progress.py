@@ -52,7 +52,7 @@ class ProgressCallback(tune.Callback):
         tid = self._id(trial)
         self.running.discard(tid)
         last = trial.last_result or {}
-        status = last.get("status", "ok")
+        status = last.get("status") or ("ok" if last.get("done") else "stopped early")
         self.done[tid] = status
         acc = last.get("final_eval_accuracy")
         if status == "ok" and isinstance(acc, float) and (self.best is None or acc > self.best[0]):

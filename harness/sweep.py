@@ -78,17 +78,24 @@ def main(argv=None) -> int:
     write_json_atomic(sweep_dir / "sweep.json", {"name": cfg.name, "config": to_dict(cfg),
                                                  "trials": [t.trial_id for t in trials]})
     print(f"sweep {cfg.name}: {len(trials)} trials -> {sweep_dir}")
-    from harness.tune_runner import init_ray, run_tune
+    from harness import wandb_adapter
+
+    wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
+    from harness.tune_runner import finalize_results, init_ray, run_tune
 
     init_ray(args.address, cfg.resources.num_cpus)
-    grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume)
-    n_errors = sum(1 for r in grid if r.error is not None)
+    grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume,
+                    early_stopping=to_dict(cfg.search.early_stopping))
+    counts = finalize_results(trials, grid)
+    print("trials: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    n_errors = counts.get("failed", 0)
+    from harness.report import NoResults, write_report
+
     try:
-        from harness.report import write_report
-    except ImportError:  # pragma: no cover - report module lands with the comparison-table issue
-        write_report = None
-    if write_report is not None:
-        write_report(sweep_dir, console=print)
+        write_report(sweep_dir, console=print, plots=cfg.output.plots)
+    except NoResults as exc:
+        print(f"no comparison table: {exc}", file=sys.stderr)
+        wandb_adapter.log_sweep_summary(cfg, sweep_dir, console=print)  # summary run + `wandb sync` hint
     print(f"results: {sweep_dir}/trials/*/result.json")
     return 1 if n_errors else 0
 

@@ -24,7 +24,7 @@ import strategies
 from harness import batching, tokenize_cache
 from harness.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.engine import Engine, loss_fn, make_engine
-from harness.expand import TrialConfig
+from harness.expand import TrialConfig, config_hash
 from harness.model import build_model, load_tokenizer, tokenizer_source
 from harness.results import RESULT_SCHEMA, environment, result_path, write_json_atomic
 
@@ -81,6 +81,7 @@ class _Run:
         self.t0 = time.time()
         self.result = {
             "schema": RESULT_SCHEMA, "sweep": cfg.sweep, "trial_id": cfg.trial_id, "index": cfg.index,
+            "config_hash": config_hash(cfg),
             "status": "running", "reason": None, "strategy": cfg.strategy_label,
             "strategy_name": cfg.strategy.name, "strategy_params": dict(cfg.strategy.params),
             "hparams": {k: getattr(cfg.train, k) for k in ("lr", "batch_size", "scheduler", "grad_clip", "seed",

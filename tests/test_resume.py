@@ -1,0 +1,73 @@
+"""Resume tier: a sweep killed with SIGKILL (driver and all) continues with --resume; nothing runs twice."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+OVERRIDES = ["--set", "train.max_steps=40", "--set", "train.eval_every=5", "--set", "train.checkpoint_every=10",
+             "--set", "resources.cpus_per_trial=2", "--set", "search.seed=[0]"]
+
+
+def _start(out: Path, *extra: str, env: dict) -> subprocess.Popen:
+    log = open(out.parent / f"sweep{'-resume' if extra else ''}.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "harness.sweep", "configs/smoke.yaml",
+                             "--set", f"output.dir={out}", *OVERRIDES, *extra],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _results(out: Path) -> dict[str, dict]:
+    found = {}
+    for path in (out / "smoke" / "trials").glob("*/result.json"):
+        try:
+            found[path.parent.name] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            pass
+    return found
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path, cache_dir):
+    out = tmp_path / "results"
+    env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
+    proc = _start(out, env=env)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:  # wait: one trial finished, the next one past a checkpoint
+            res = _results(out)
+            done = [r for r in res.values() if r["status"] == "ok"]
+            mid = [r for r in res.values() if r["status"] == "running" and r["history"] and r["history"][-1]["step"] >= 15]
+            if done and mid:
+                break
+            assert proc.poll() is None, (out.parent / "sweep.log").read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep never reached the kill point")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _results(out)
+    finished_before = {k: r["started_at"] for k, r in before.items() if r["status"] == "ok"}
+    interrupted = [k for k, r in before.items() if r["status"] == "running"]
+    assert finished_before and interrupted
+
+    resumed = _start(out, "--resume", env=env)
+    assert resumed.wait(timeout=600) == 0, (out.parent / "sweep-resume.log").read_text()[-4000:]
+    after = _results(out)
+    assert len(after) == 2 and all(r["status"] == "ok" for r in after.values())
+    for key, started in finished_before.items():  # finished trials were not run again
+        assert after[key]["started_at"] == started
+    for key in interrupted:  # interrupted ones continued from their last checkpoint, not from scratch
+        assert after[key]["resumed_from_step"] and after[key]["resumed_from_step"] >= 10
+        assert [h["step"] for h in after[key]["history"]] == list(range(0, 41, 5))
+        assert len(after[key]["train_losses"]) == 40
+    assert (out / "smoke" / "comparison.csv").exists()
