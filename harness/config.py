@@ -146,6 +146,10 @@ class ResourcesConfig:
     max_concurrent_trials: Optional[int] = _opt(None, gt=0)
     max_failures: int = _opt(0, ge=0, le=100)      # retries of a failed trial (from its last checkpoint)
     num_cpus: Optional[int] = _opt(None, gt=0)     # for a local ray.init; default: all cores
+    # data-parallel workers of one trial on CPU (gloo; each gets cpus_per_trial / N CPUs). On GPUs the count
+    # is gpus_per_trial (> 1: one worker per GPU). Each worker takes a share of every batch (global batch =
+    # batch_size × workers); gradients are all-reduced (DDP, or DeepSpeed with backend: deepspeed).
+    workers_per_trial: int = _opt(1, ge=1, le=1024)
 
 
 @dataclass(frozen=True)
@@ -331,6 +335,15 @@ def _cross_check(cfg: SweepConfig) -> None:
     r = cfg.resources
     if r.num_cpus is not None and r.cpus_per_trial > r.num_cpus:
         raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial} exceeds resources.num_cpus {r.num_cpus}")
+    if r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial):
+        raise ConfigError("resources.gpus_per_trial", f"more than one GPU per trial means one worker per GPU: "
+                          f"give a whole number, got {r.gpus_per_trial}")
+    if r.workers_per_trial > 1 and r.gpus_per_trial > 1 and r.workers_per_trial != r.gpus_per_trial:
+        raise ConfigError("resources.workers_per_trial", f"{r.workers_per_trial} disagrees with "
+                          f"resources.gpus_per_trial {r.gpus_per_trial:g} (one worker per GPU)")
+    if r.workers_per_trial > 1 and 0 < r.gpus_per_trial <= 1:
+        raise ConfigError("resources.workers_per_trial", f"on GPUs each worker needs its own GPU: set "
+                          f"resources.gpus_per_trial: {r.workers_per_trial} (it is {r.gpus_per_trial:g})")
 
 
 def _check_search(search: SearchConfig) -> None:
@@ -408,7 +421,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> SweepCo
         raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError("<root>", f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    _check_size(data, path)
     return build_config(apply_overrides(data or {}, overrides or []))
+
+
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_size(data: Any, path: Path) -> None:
+    """YAML aliases can make a small file expand exponentially ("billion laughs") or refer to themselves;
+    validation would hang on either. Count values as an expansion would, and stop at a budget."""
+    stack, seen = [data], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError("<root>", f"{path} expands to more than {MAX_CONFIG_VALUES:,} values "
+                                        "(self-referencing or nested YAML aliases?)")
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            stack += node
 
 
 def to_dict(obj: Any) -> Any:

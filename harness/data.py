@@ -243,6 +243,8 @@ def _missing_column(origin: str, cfg: DataConfig, present: list) -> None:
         if name not in present:
             raise DataError(f"{origin}: missing column {name!r} ({key}); columns present: "
                             f"{', '.join(map(str, present)) or '(none)'}")
+        if list(present).count(name) > 1:   # which one would be read is an accident of the file
+            raise DataError(f"{origin}: column {name!r} ({key}) appears {list(present).count(name)} times")
 
 
 def _read_csv(path: Path, cfg: DataConfig) -> _Part:

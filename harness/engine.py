@@ -9,6 +9,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from harness import cpu_fast
 from harness.config import TrainConfig
 from harness.optim import build_optimizer, build_scheduler
 
@@ -49,6 +50,12 @@ class TorchEngine:
         self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
         self.max_norm = train.grad_clip if train.grad_clip is not None else math.inf
         self.skipped_steps = 0
+        self.prefix = None  # a harness.prefix_cache.PrefixCache, attached by the trial (train.cache_frozen_prefix)
+        if device.type == "cpu":  # same semantics: fast dropout masks and attention dropout, warm allocator
+            cpu_fast.tune_malloc()
+            if not train.compile:  # under torch.compile inductor fuses dropout itself
+                cpu_fast.install(model)
+        self.forward_model = torch.compile(model) if train.compile else model
 
     def autocast(self):
         if self.dtype is None:
@@ -57,7 +64,9 @@ class TorchEngine:
 
     def forward(self, batch: dict) -> torch.Tensor:
         with self.autocast():
-            return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            if self.prefix is not None and "example_ids" in batch:
+                return self.prefix.logits(self.model, batch)
+            return self.forward_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -113,4 +122,7 @@ def make_engine(model: torch.nn.Module, train: TrainConfig, device: torch.device
         from harness.ds_engine import DeepSpeedEngine  # imported only when asked for
 
         return DeepSpeedEngine(model, train, device, **kwargs)
-    return TorchEngine(model, train, device)
+    from harness.parallel import DDPEngine, rank_world
+
+    engine = TorchEngine(model, train, device)
+    return DDPEngine(engine) if rank_world()[1] > 1 else engine   # multi-worker trial: DDP gradient all-reduce

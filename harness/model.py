@@ -27,9 +27,13 @@ class ModelSourceError(ValueError):
 
 
 def _package_dir(name: str) -> Path | None:
-    """A Python package that carries an HF folder (``get_model_path()`` or a ``model/`` subfolder)."""
+    """A Python package that carries an HF folder in ``model/`` (its ``get_model_path()`` if it has one)."""
     module = name.replace("-", "_")
-    if not module.isidentifier() or importlib.util.find_spec(module) is None:
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    # importing runs the module's code: only a package that carries a model/ folder is imported, never
+    # whatever installed module a config string happens to name
+    if spec is None or not any((Path(p) / "model" / "config.json").is_file()
+                               for p in (spec.submodule_search_locations or [])):
         return None
     pkg = importlib.import_module(module)
     if hasattr(pkg, "get_model_path"):

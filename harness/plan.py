@@ -8,7 +8,7 @@ import strategies
 from harness.config import ConfigError, SweepConfig
 from harness.expand import TrialConfig, expand, normalise_strategies, strategy_label
 
-__all__ = ["preflight", "plan_rows", "format_plan", "INPUT_ERRORS"]
+__all__ = ["preflight", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
@@ -48,19 +48,53 @@ def preflight(cfg: SweepConfig) -> list[TrialConfig]:
     check_source(cfg.data)
     if cfg.train.deepspeed_config and not Path(cfg.train.deepspeed_config).is_file():
         raise ConfigError("train.deepspeed_config", f"file not found: {cfg.train.deepspeed_config}")
+    if cfg.train.backend == "deepspeed":
+        from harness.ds_config import check_sweep
+
+        check_sweep(trials)   # merged DeepSpeed config of every trial: contradictions, unknown keys, fp16 on CPU
     try:
         hf = load_hf_config(cfg.model, cfg.train)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - transformers' config validation raises several types
         if isinstance(exc, INPUT_ERRORS):
             raise
-        key = "model.arch" if cfg.model.arch else "model.name"
+        key = ("model.overrides" if cfg.model.overrides else "model.arch") if cfg.model.arch else "model.name"
         raise ConfigError(key, f"cannot load the model configuration: {exc}") from None
+    positions = getattr(hf, "max_position_embeddings", None)
+    if isinstance(positions, int) and hf.model_type in ("roberta", "xlm-roberta", "camembert"):
+        pad = getattr(hf, "pad_token_id", None)
+        positions -= (1 if pad is None else pad) + 1   # position ids start after the padding index
+    if isinstance(positions, int) and cfg.data.max_length > positions:
+        raise ConfigError("data.max_length", f"{cfg.data.max_length} exceeds the {positions} positions the model "
+                                             f"has (max_position_embeddings of {hf.model_type})")
     for i, strat in enumerate(normalise_strategies(cfg)):
         try:
             strategies.check_compatible(strat.name, strategies.validate_params(strat.name, strat.params), hf)
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
     return trials
+
+
+def check_local_machine(cfg: SweepConfig) -> None:
+    """A local sweep (no ``--address``) runs on this machine: what it cannot provide is an input error now,
+    not trials that fail after loading a model (or wait for resources forever)."""
+    import os
+
+    import torch
+
+    r, t = cfg.resources, cfg.train
+    cpus = r.num_cpus or os.cpu_count() or 1
+    if r.cpus_per_trial > cpus:
+        raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial:g} exceeds the {cpus} CPUs of this "
+                                                      "machine: no trial could start")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if r.gpus_per_trial > gpus:
+        raise ConfigError("resources.gpus_per_trial", f"{r.gpus_per_trial:g} exceeds the {gpus} GPUs of this "
+                                                      "machine: no trial could start")
+    if not gpus and t.device == "cuda":
+        raise ConfigError("train.device", "cuda, but this machine has no CUDA device")
+    if not gpus and t.precision == "fp16":
+        raise ConfigError("train.precision", "fp16 needs a GPU and this machine has none (train.device: "
+                                             f"{t.device} runs on the CPU); use bf16 or fp32")
 
 
 def plan_rows(cfg: SweepConfig, trials: list[TrialConfig]) -> list[dict]:

@@ -116,4 +116,5 @@ def environment() -> dict:
         "git_commit": _git_commit(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT"),
+        "slurm_node": os.environ.get("SLURMD_NODENAME"), "raylet_pid": os.environ.get("RAY_RAYLET_PID"),  # Ray node
     }

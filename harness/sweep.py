@@ -1,5 +1,6 @@
 """``python -m harness.sweep CONFIG``: validate, plan, tokenize once, run every trial through Ray Tune,
-write the comparison table. Exit codes: 0 done, 1 some trial failed, 2 bad input (nothing started)."""
+write the comparison table. Exit codes: 0 done, 1 some trial failed, 2 bad input (nothing started),
+3 stopped by SIGTERM/SIGUSR1 (Tune saved its state; rerun with --resume)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.config import SweepConfig, load_config, to_dict
-from harness.plan import INPUT_ERRORS, format_plan, plan_rows, preflight
+from harness.plan import INPUT_ERRORS, check_local_machine, format_plan, plan_rows, preflight
 from harness.results import write_json_atomic
 
 __all__ = ["main", "parse_args"]
@@ -65,6 +66,8 @@ def main(argv=None) -> int:
         if args.dry_run:
             print(format_plan(plan_rows(cfg, trials), as_json=args.json))
             return 0
+        if args.address is None:
+            check_local_machine(cfg)  # a local Ray runs the trials on this machine
         sweep_dir = Path(cfg.output.dir) / cfg.name
         _prepare_folder(sweep_dir, args.resume, args.overwrite)
         tokenized = _tokenize_once(cfg)
@@ -74,19 +77,34 @@ def main(argv=None) -> int:
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 2
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(sweep_dir / "sweep.json", {"name": cfg.name, "config": to_dict(cfg),
-                                                 "trials": [t.trial_id for t in trials]})
+    try:  # an unwritable results folder (or a full disk) is an error before anything starts
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(sweep_dir / "sweep.json", {"name": cfg.name, "config": to_dict(cfg),
+                                                     "trials": [t.trial_id for t in trials]})
+    except OSError as exc:
+        print(f"error: output.dir: cannot write to {sweep_dir}: {exc}", file=sys.stderr)
+        return 2
     print(f"sweep {cfg.name}: {len(trials)} trials -> {sweep_dir}")
     from harness import wandb_adapter
 
     wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
+    from harness.slurm_signals import EXIT_INTERRUPTED, graceful_stop
     from harness.tune_runner import finalize_results, init_ray, run_tune
 
     init_ray(args.address, cfg.resources.num_cpus)
-    grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume,
-                    early_stopping=to_dict(cfg.search.early_stopping))
-    counts = finalize_results(trials, grid)
+    grid = None
+    with graceful_stop(console=print) as stop:   # SIGTERM/SIGUSR1 (SLURM): Tune saves its state and returns
+        grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume,
+                        early_stopping=to_dict(cfg.search.early_stopping))
+    if stop.interrupted(grid):
+        print(f"interrupted ({stop.signal or 'stop signal'}): sweep state saved in {sweep_dir}; "
+              f"continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    try:
+        counts = finalize_results(trials, grid)
+    except OSError as exc:  # e.g. the disk filled up while the trials ran
+        print(f"error: cannot write the trial results under {sweep_dir}: {exc}", file=sys.stderr)
+        return 1
     print("trials: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     n_errors = counts.get("failed", 0)
     from harness.report import NoResults, write_report
@@ -95,7 +113,10 @@ def main(argv=None) -> int:
         write_report(sweep_dir, console=print, plots=cfg.output.plots)
     except NoResults as exc:
         print(f"no comparison table: {exc}", file=sys.stderr)
-        wandb_adapter.log_sweep_summary(cfg, sweep_dir, console=print)  # summary run + `wandb sync` hint
+    except OSError as exc:
+        print(f"error: cannot write the comparison table in {sweep_dir}: {exc}", file=sys.stderr)
+        return 1
+    wandb_adapter.log_sweep_summary(cfg, sweep_dir, console=print)  # summary run + `wandb sync` hint
     print(f"results: {sweep_dir}/trials/*/result.json")
     return 1 if n_errors else 0
 

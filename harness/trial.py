@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 import strategies
-from harness import batching, tokenize_cache
+from harness import batching, prefix_cache, tokenize_cache
 from harness.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.engine import Engine, loss_fn, make_engine
 from harness.expand import TrialConfig, config_hash
 from harness.model import build_model, load_tokenizer, tokenizer_source
+from harness.parallel import ShardedStream, global_mean, rank_world
 from harness.results import RESULT_SCHEMA, environment, result_path, write_json_atomic
 
 __all__ = ["run_trial", "Report", "Diverged", "pick_device", "evaluate"]
@@ -66,6 +67,7 @@ def evaluate(engine: Engine, split, indices: np.ndarray, batch_size: int, pad_id
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = _to_device(batching.collate([split.input_ids[i] for i in idx], split.labels[idx], pad_id), device)
+        batch.update(example_ids=idx, split=split)  # lets a frozen-prefix cache find its entries
         logits = engine.forward(batch)
         loss_sum += float(loss_fn(logits, batch["labels"], label_smoothing)) * len(idx)
         correct += int((logits.argmax(-1) == batch["labels"]).sum())
@@ -112,7 +114,7 @@ def _setup(run: _Run):
     cfg = run.cfg
     device = pick_device(cfg.train.device)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
+        torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial) // rank_world()[1]))  # shared by workers
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
@@ -130,32 +132,45 @@ def _setup(run: _Run):
              f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     run.result["params"] = {"trainable": trainable, "total": total, "ratio": trainable / total}
     model.to(device).train()
+    prefix = prefix_cache.for_trial(cfg, model, names)  # None unless train.cache_frozen_prefix (may refuse)
     engine = make_engine(model, cfg.train, device)
+    if prefix is not None:
+        engine.prefix = prefix
     special = set(tokenizer.all_special_ids)
     return device, tokenizer.pad_token_id, special, data, engine
 
 
 def _restore(run: _Run, engine: Engine, stream, restore_from) -> None:
+    pristine = None  # weights, data position and RNG before any attempt: a checkpoint failing half-way is undone
     for folder in restore_from:
         try:
             tensors, state = load_checkpoint(folder)
+            step, saved = int(state["step"]), {k: list(state["result"][k]) for k in ("history", "train_losses")}
+            timing = [float(state[k]) for k in ("train_s", "eval_s")] + [int(state[k]) for k in ("samples", "tokens", "padded")]
+            if pristine is None:
+                pristine = ({k: v.detach().clone() for k, v in engine.trainable_state().items()},
+                            stream.state_dict(), rng_state())
             engine.load_trainable_state(tensors)
-            engine.load_state_dict(state["engine"])
-        except (CheckpointError, KeyError, ValueError, RuntimeError) as exc:
+            stream.load_state_dict(state["stream"])
+            set_rng_state(state["rng"])
+            engine.load_state_dict(state["engine"])  # last: optimizer/scheduler loads check before they change
+        except Exception as exc:  # noqa: BLE001 - any unusable checkpoint is skipped, never fatal
             log.warning("%s: skipping checkpoint %s: %s", run.cfg.trial_id, folder, exc)
+            run.result.setdefault("warnings", []).append(f"skipped checkpoint {folder}: {exc}")
+            if pristine is not None:
+                engine.load_trainable_state(pristine[0])
+                stream.load_state_dict(pristine[1])
+                set_rng_state(pristine[2])
             continue
-        stream.load_state_dict(state["stream"])
-        set_rng_state(state["rng"])
-        run.step = int(state["step"])
-        for key in ("history", "train_losses"):
-            run.result[key] = list(state["result"][key])
-        run.train_s, run.eval_s = state["train_s"], state["eval_s"]
-        run.samples, run.tokens, run.padded = state["samples"], state["tokens"], state["padded"]
+        run.step = step
+        run.result.update(saved)
+        run.train_s, run.eval_s, run.samples, run.tokens, run.padded = timing
         run.result["resumed_from_step"] = run.step
         log.info("%s: resumed from step %d (%s)", run.cfg.trial_id, run.step, folder)
         return
     if restore_from:
         log.warning("%s: no usable checkpoint; starting from scratch", run.cfg.trial_id)
+        run.result.setdefault("warnings", []).append("no usable checkpoint; started from scratch")
 
 
 def _checkpoint(run: _Run, engine: Engine, stream) -> str:
@@ -199,9 +214,11 @@ def _train_step(run: _Run, engine: Engine, stream, data, device, pad_id, special
         run.tokens += int(batch["n_tokens"])
         run.padded += int(batch["input_ids"].numel())
         batch = _to_device(batch, device)
+        batch.update(example_ids=idx, split=data.train)  # lets a frozen-prefix cache find its entries
         loss = loss_fn(engine.forward(batch), batch["labels"], tc.label_smoothing) / tc.grad_accum
         engine.backward(loss)
         total += float(loss.detach())
+    total = global_mean(total, device)  # ranks agree on the loss (and so on divergence)
     if not math.isfinite(total) or total > tc.diverge_loss:
         raise Diverged(f"training loss {total} at step {run.step + 1} (lr {engine.current_lr():g})")
     run.window_norms.append(engine.step())
@@ -242,6 +259,13 @@ def _finish(run: _Run, engine: Engine | None, device, data, pad_id, eval_all, cu
     run.write()
 
 
+def _close(engine: Engine | None) -> None:
+    """Release what an engine holds beyond memory (DeepSpeed: its process group)."""
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()
+
+
 def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path: str | None = None,
               restore_from: list[str] | str | None = None, scratch_dir: str | None = None) -> dict:
     """Run one trial and return its result (also written to ``results/<sweep>/trials/<id>/result.json``).
@@ -261,7 +285,10 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
         device, pad_id, special, data, engine = _setup(run)
         eval_all = np.arange(len(data.eval.labels))
         curve_idx = eval_all[: cfg.data.curve_eval_size] if cfg.data.curve_eval_size else eval_all
-        stream = batching.BatchStream(data.train.lengths, tc.batch_size, tc.seed, group_by_length=tc.length_grouping)
+        rank, world = rank_world()  # several ranks (multi-worker trial): each takes its share of every batch
+        stream = batching.BatchStream(data.train.lengths, tc.batch_size * world, tc.seed, group_by_length=tc.length_grouping)
+        if world > 1:
+            stream = ShardedStream(stream, rank, world)
         _restore(run, engine, stream, restore_from or [])
         gen = torch.Generator().manual_seed(tc.seed + 1)
         if run.step == 0:
@@ -282,8 +309,14 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}"
         run.result.update(status="failed", reason=reason, traceback=traceback.format_exc(limit=20))
-        _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+        try:
+            _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+        finally:
+            _close(engine)
         raise
-    _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+    try:
+        _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+    finally:
+        _close(engine)
     shutil.rmtree(scratch, ignore_errors=True)
     return run.result

@@ -13,6 +13,7 @@ from ray import tune
 
 from harness.checkpoint import newest_first
 from harness.expand import TrialConfig, config_hash, trial_from_dict
+from harness.parallel import workers_per_trial
 from harness.results import read_json, result_path, write_json_atomic
 from harness.progress import ProgressCallback
 from harness.wandb_adapter import TrialTracker, process_rank
@@ -71,6 +72,12 @@ def _trainable(config: dict) -> None:
         logging.getLogger("freezebench.sweep").info("%s already finished; not rerun", trial.trial_id)
         _final_report(trial, done)
         return
+    if workers_per_trial(trial.resources) > 1:   # data parallel: Ray Train workers inside this trial
+        from harness.distributed import run_data_parallel
+
+        _final_report(trial, run_data_parallel(trial, tokenized_path=config.get("tokenized_path"),
+                                               log_level=config.get("log_level", "INFO")))
+        return
     restore = _restore_candidates(trial)
     scratch = tempfile.mkdtemp(prefix=f"fb-{trial.trial_id[:40]}-")
 
@@ -123,7 +130,8 @@ def finalize_results(trials: list[TrialConfig], grid) -> dict[str, int]:
 
 
 def experiment_path(trial: TrialConfig) -> Path:
-    return Path(trial.output.dir).resolve() / trial.sweep / "_tune"
+    """Tune's experiment folder: ``results/<sweep>/_tune/<sweep>`` (so Tune's banner names the sweep)."""
+    return Path(trial.output.dir).resolve() / trial.sweep / "_tune" / trial.sweep
 
 
 def init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = None) -> None:
@@ -136,7 +144,15 @@ def init_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = N
         ray.init(address=address, **kwargs)
     else:
         os.environ.setdefault("RAY_NODE_IP_ADDRESS", "127.0.0.1")
-        ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, _node_ip_address="127.0.0.1", **kwargs)
+        # Ray turns 127.0.0.1 into the machine's reachable IP and then listens on every interface unless its
+        # "cluster mode" is off; off, the node keeps the loopback address and its servers bind to it.
+        import ray._private.ray_constants as ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        # address="local": a new Ray of our own, never one found through /tmp/ray/ray_current_cluster (written by
+        # any `ray start` on this machine, e.g. another user's) or RAY_ADDRESS - that is what --address is for
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus,
+                 _node_ip_address="127.0.0.1", **kwargs)
 
 
 def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: bool, console=print,
@@ -144,7 +160,9 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     first = trials[0]
     res = first.resources
     exp = experiment_path(first)
-    trainable = tune.with_resources(_trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+    from harness.distributed import max_concurrent, trial_resources
+
+    trainable = tune.with_resources(_trainable, trial_resources(res))   # multi-worker: workers ask for their own
     callbacks = [ProgressCallback(trials, console=console), *extra_callbacks]
     if scheduler is None and early_stopping and early_stopping.get("enabled"):
         from ray.tune.schedulers import ASHAScheduler
@@ -164,7 +182,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=res.max_concurrent_trials, scheduler=scheduler,
+                max_concurrent_trials=max_concurrent(res), scheduler=scheduler,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"]),
             run_config=tune.RunConfig(

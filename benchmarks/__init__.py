@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.trial_throughput`` (CPU), ``python -m benchmarks.gpu_check`` (GPU)."""

@@ -1,0 +1,214 @@
+"""``python -m benchmarks.gpu_check``: throughput, memory and model FLOPs utilisation of the training engines.
+
+BERT-base-shaped random model (``model.arch: bert``), bf16, fixed-length sequences (256 tokens, no padding):
+{DeepSpeed ZeRO <stage>, torch autocast} × {full, freeze_attention}, each through the harness's own engine
+(:func:`harness.engine.make_engine`), ``--steps`` timed steps after ``--warmup`` untimed ones.
+
+Model FLOPs per step (T = batch × seq tokens, N = non-embedding parameters, L layers, h hidden, s seq):
+  forward                 2·N·T + 4·L·s·h·T          (linears; attention scores QKᵀ and the weighted sum)
+  backward, activations   2·N·T + 8·L·s·h·T          (input gradients of the linears; both operands of the
+                                                      attention matmuls are activations) — only through the
+                                                      layers at or above the lowest trainable parameter
+  backward, weights       2·N_trainable·T            (only trainable non-embedding parameters)
+Full fine-tuning gives the usual 6·N·T + 12·L·s·h·T. MFU = model FLOPs/s ÷ a bf16 matmul peak *measured* on the
+same device (a large square ``torch.matmul``), so it is the fraction of what this GPU really sustains, not of
+the datasheet figure. ``--smoke`` runs tiny sizes on CPU (used by the tests).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+
+__all__ = ["model_flops", "matmul_peak", "run_config", "main"]
+
+
+def model_flops(model, seq: int, tokens: int) -> dict:
+    """Forward / backward / total FLOPs of one optimizer step over ``tokens`` tokens (see module docstring)."""
+    import strategies
+
+    roles = strategies.param_roles(model)
+    params = dict(model.named_parameters())
+    cfg = model.config
+    layers, hidden = cfg.num_hidden_layers, cfg.hidden_size
+    nonembed = {n: i for n, i in roles.items() if "embeddings" not in i.roles}
+    n_all = sum(i.numel for i in nonembed.values())
+    n_train = sum(i.numel for n, i in nonembed.items() if params[n].requires_grad)
+    trainable_layers = [i.layer for n, i in roles.items() if params[n].requires_grad]
+    if any(params[n].requires_grad for n, i in roles.items() if "embeddings" in i.roles):
+        lowest = 0
+    else:
+        in_layers = [x for x in trainable_layers if x is not None]
+        lowest = min(in_layers) if in_layers else layers        # only the head trains: no encoder backward
+    below = [i.numel for n, i in nonembed.items() if i.layer is not None and i.layer < lowest]
+    n_backprop = n_all - sum(below)                             # linears the activation gradients cross
+    backprop_layers = layers - lowest
+    forward = 2 * n_all * tokens + 4 * layers * seq * hidden * tokens
+    backward = 2 * n_backprop * tokens + 8 * backprop_layers * seq * hidden * tokens + 2 * n_train * tokens
+    return {"forward": forward, "backward": backward, "total": forward + backward,
+            "nonembed_params": n_all, "trainable_nonembed_params": n_train}
+
+
+def matmul_peak(device, size: int, iters: int = 20) -> float:
+    """Measured bf16 matmul FLOP/s on ``device`` (best of ``iters`` after a warm-up)."""
+    import torch
+
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(iters):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * size ** 3 / best
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_mem_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
+    """Build the model, apply the strategy, build the engine, time ``args.steps`` training steps."""
+    import torch
+
+    import strategies
+    from harness.config import ModelConfig, TrainConfig
+    from harness.engine import loss_fn, make_engine
+    from harness.model import build_model
+
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(arch="bert", overrides=args.overrides)
+    train = TrainConfig(backend=backend, precision="bf16", zero_stage=args.zero_stage if backend == "deepspeed" else 0,
+                        batch_size=args.batch_size, max_steps=args.warmup + args.steps + 1, lr=1e-5,
+                        device=device.type, grad_clip=1.0)
+    model = build_model(model_cfg, train)
+    strategies.apply_trainable(model, strategies.trainable_names(model, strategy, {}))
+    trainable, total = strategies.count_params(model)
+    model.to(device).train()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    engine = make_engine(model, train, device)
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(1000, vocab, (args.batch_size, args.seq), generator=gen).to(device)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "labels": torch.randint(0, 2, (args.batch_size,), generator=gen).to(device)}
+    tokens = args.batch_size * args.seq
+    flops = model_flops(engine.model, args.seq, tokens)
+    times, losses = [], []
+    try:
+        for i in range(args.warmup + args.steps):
+            _sync(device)
+            t = time.perf_counter()
+            loss = loss_fn(engine.forward(batch), batch["labels"])
+            engine.backward(loss)
+            engine.step()
+            _sync(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t)
+            losses.append(float(loss.detach()))
+        mem = _peak_mem_mb(device)
+    finally:
+        close = getattr(engine, "close", None)
+        if close:
+            close()
+        del engine, model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    step_s = sum(times) / len(times)
+    achieved = flops["total"] / step_s
+    return {"backend": backend if backend == "torch" else f"deepspeed-z{args.zero_stage}", "strategy": strategy,
+            "trainable_params": trainable, "total_params": total, "batch_size": args.batch_size, "seq": args.seq,
+            "step_ms": 1000 * step_s, "samples_per_s": args.batch_size / step_s, "tokens_per_s": tokens / step_s,
+            "peak_mem_mb": mem, "model_tflops_per_step": flops["total"] / 1e12,
+            "achieved_tflops": achieved / 1e12, "mfu": achieved / peak, "finite_loss": all(map(_finite, losses))}
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n")[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes on CPU (checks the script, not the GPU)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (smoke: 4)")
+    p.add_argument("--seq", type=int, default=None, help="default 256 (smoke: 32)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 20; smoke: 3)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; smoke: 1)")
+    p.add_argument("--zero-stage", type=int, default=1, choices=[0, 1, 2])
+    p.add_argument("--backends", default="deepspeed,torch")
+    p.add_argument("--strategies", default="full,freeze_attention")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    smoke = args.smoke
+    args.batch_size = args.batch_size or (4 if smoke else 32)
+    args.seq = args.seq or (32 if smoke else 256)
+    args.steps = args.steps or (3 if smoke else 20)
+    args.warmup = args.warmup if args.warmup is not None else (1 if smoke else 5)
+    args.overrides = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+                      if smoke else {})     # {}: bert-base (12 layers, hidden 768, 12 heads, 3072)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.smoke:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import torch
+
+    if args.smoke:
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        print("error: no CUDA device; use --smoke to check the script on CPU", file=sys.stderr)
+        return 2
+    else:
+        device = torch.device("cuda", torch.cuda.current_device())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = matmul_peak(device, 512 if args.smoke else 8192, iters=3 if args.smoke else 20)
+    print(f"device: {name} | torch {torch.__version__} | measured bf16 matmul peak {peak / 1e12:.1f} TFLOP/s")
+    print(f"model: bert{' (smoke: tiny)' if args.smoke else '-base'}, bf16, batch {args.batch_size} x seq "
+          f"{args.seq}, {args.steps} timed steps after {args.warmup} warm-up")
+    rows = []
+    for backend in args.backends.split(","):
+        for strategy in args.strategies.split(","):
+            t = time.perf_counter()
+            row = run_config(backend, strategy, args, device, peak)
+            row["wall_s"] = time.perf_counter() - t
+            rows.append(row)
+            print(f"  {row['backend']:<14} {strategy:<17} {row['samples_per_s']:9.1f} samples/s "
+                  f"{row['tokens_per_s']:11.0f} tokens/s  peak {row['peak_mem_mb']:8.0f} MiB  "
+                  f"MFU {100 * row['mfu']:6.2f}%  ({row['achieved_tflops']:.3g} TFLOP/s, "
+                  f"trainable {row['trainable_params']:,}/{row['total_params']:,})", flush=True)
+    report = {"device": name, "torch": torch.__version__, "peak_bf16_tflops": peak / 1e12,
+              "args": {k: v for k, v in vars(args).items()}, "rows": rows}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+    bad = [r for r in rows if not r["finite_loss"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

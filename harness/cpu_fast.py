@@ -1,0 +1,281 @@
+"""CPU fast paths that keep the model's semantics: dropout masks, attention with dropout, the allocator.
+
+On CPU, PyTorch draws every dropout mask with ``bernoulli_``, one Mersenne-Twister call and one double per
+element, on one thread (measured here: ~35M elements/s). A MiniLM step at batch 16 x 256 draws ~75M
+attention-probability and ~20M hidden-state mask elements, and attention dropout also forces
+``scaled_dot_product_attention`` off its fused CPU kernel onto the unfused "math" path (fp32 upcasts, a
+safe-softmax pass, the (B, heads, L, L) probabilities materialised several times).
+
+This module keeps the semantics (inverted dropout: every element is kept independently with probability
+1 - p and scaled by 1 / (1 - p); same generator, so a seed still fixes the run) and makes it cheap:
+
+* :func:`keep_mask` draws 64 random bits per generator call and uses them as four 16-bit uniforms, so p
+  is realised as ``round(p * 65536) / 65536`` (0.1 -> 0.100006; the scale uses the same value, so the
+  expectation is exact);
+* :class:`FastDropout` replaces ``nn.Dropout`` modules (no parameters, so names and checkpoints are
+  unchanged) with that mask;
+* :func:`attention` is registered with Hugging Face as ``"freezebench_sdpa"``: without dropout (eval, or
+  p = 0) it *is* ``sdpa``; with dropout it runs scores -> softmax -> dropout -> values in fp32 chunks of a
+  few batch rows (L2-sized), with a hand-written backward that stores the softmax and a boolean mask.
+
+Only CPU tensors take these paths; anything else goes to the stock implementation.
+
+:func:`tune_malloc` keeps glibc from handing every large activation back to the kernel after each step
+(by default blocks over 128 KiB are mmap-ed and unmapped, so each step page-faults ~100k fresh pages).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["ATTN_IMPLEMENTATION", "effective_p", "keep_mask", "dropout", "FastDropout", "attention",
+           "attention_reference", "dropout_attention", "drop_mask", "draw_uniforms", "install", "tune_malloc"]
+
+ATTN_IMPLEMENTATION = "freezebench_sdpa"
+_LEVELS = 1 << 16
+_CHUNK_ELEMENTS = 1 << 20          # ~4 MB of fp32 scores per chunk: stays in L2
+
+
+def effective_p(p: float) -> float:
+    """The dropout probability that :func:`keep_mask` realises (p rounded to a multiple of 2**-16)."""
+    return round(p * _LEVELS) / _LEVELS
+
+
+def draw_uniforms(shape) -> torch.Tensor:
+    """int16 uniforms over [-32768, 32767], four per 64-bit draw of the default generator."""
+    n = math.prod(shape)
+    return torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None).view(torch.int16)[:n].view(shape)
+
+
+def _threshold(p: float) -> int:
+    return round(p * _LEVELS) - _LEVELS // 2      # keep where uniform >= threshold
+
+
+def keep_mask(shape, p: float) -> torch.Tensor:
+    """Boolean mask, True with probability ``1 - effective_p(p)``, from 16-bit uniforms (4 per 64-bit draw)."""
+    return draw_uniforms(shape) >= _threshold(p)
+
+
+class _Dropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = torch.empty(x.shape, dtype=x.dtype)          # 0/1 in x's dtype: a plain multiply, no casts
+        torch.ge(draw_uniforms(x.shape), _threshold(p), out=keep)
+        ctx.save_for_backward(keep)
+        ctx.scale = 1.0 / (1.0 - effective_p(p))
+        return (x * keep).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return (grad * keep).mul_(ctx.scale), None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``F.dropout`` with the fast mask on CPU (the stock op elsewhere, or where the mask would keep all)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or effective_p(p) == 0.0 or p >= 1.0:
+        return nn.functional.dropout(x, p, training)
+    return _Dropout.apply(x, p)
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` whose CPU mask comes from :func:`keep_mask` (same p, same semantics)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+# ----------------------------------------------------------------------------------------------- attention
+def _chunk_rows(q: torch.Tensor, k: torch.Tensor) -> int:
+    per_row = q.shape[1] * q.shape[2] * k.shape[2]
+    return max(1, _CHUNK_ELEMENTS // max(1, per_row))
+
+
+class _Attention(torch.autograd.Function):
+    """softmax(q k^T * scale + bias) -> dropout -> @ v, in fp32, chunked over batch rows.
+
+    ``bias`` is additive and broadcasts to (B, heads, Lq, Lk) (key padding: (B, 1, 1, Lk), -inf = masked).
+    ``uniforms`` (int16, (B, heads, Lq, Lk)) decide the mask: kept where ``>= _threshold(p)``. Saved for
+    backward: q, k, v, the uniforms, the fp32 softmax and the output. Scales are folded into the small
+    (L, D) operands; on the (L, L) matrices run only GEMMs, softmax, the 0/1 mask and two multiplies.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, p, scale, uniforms):
+        with torch.autocast("cpu", enabled=False):
+            b, h, lq, d = q.shape
+            lk = k.shape[2]
+            thr = _threshold(p)
+            keep_scale = 1.0 / (1.0 - effective_p(p))
+            qf, kf, vf = q.float() * scale, k.float(), v.float() * keep_scale
+            probs = torch.empty((b, h, lq, lk), dtype=torch.float32)
+            out = torch.empty((b, h, lq, d), dtype=torch.float32)
+            rows = _chunk_rows(q, k)
+            keep = torch.empty((min(rows, b) * h, lq, lk), dtype=torch.float32)
+            dropped = torch.empty_like(keep)
+            for r0 in range(0, b, rows):
+                r1 = min(b, r0 + rows)
+                n = (r1 - r0) * h
+                kt = kf[r0:r1].reshape(n, lk, d).transpose(1, 2)
+                qc = qf[r0:r1].reshape(n, lq, d)
+                s = torch.bmm(qc, kt)
+                if bias is not None:
+                    s.view(r1 - r0, h, lq, lk).add_(bias[r0:r1] if bias.shape[0] > 1 else bias)
+                pr = probs[r0:r1].view(n, lq, lk)
+                torch.softmax(s, -1, out=pr)
+                kc = torch.ge(uniforms[r0:r1].view(n, lq, lk), thr, out=keep[:n])
+                pd = torch.mul(pr, kc, out=dropped[:n])
+                torch.bmm(pd, vf[r0:r1].reshape(n, lk, d), out=out[r0:r1].view(n, lq, d))
+        ctx.save_for_backward(q, k, v, uniforms, probs, out)
+        ctx.scale, ctx.keep_scale, ctx.rows, ctx.thr = scale, keep_scale, rows, thr
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, d_out):
+        q, k, v, uniforms, probs, out = ctx.saved_tensors
+        with torch.autocast("cpu", enabled=False):
+            b, h, lq, d = q.shape
+            lk = k.shape[2]
+            go = d_out.float()
+            delta = (go * out).sum(-1, keepdim=True)          # rowsum(dP * P) = rowsum(dO * O)
+            qs, ks = q.float() * ctx.scale, k.float() * ctx.scale
+            vs = v.float() * ctx.keep_scale
+            gs = go * ctx.keep_scale
+            dq = torch.empty((b, h, lq, d), dtype=torch.float32)
+            dk = torch.empty((b, h, lk, d), dtype=torch.float32)
+            dv = torch.empty((b, h, lk, d), dtype=torch.float32)
+            keep = torch.empty((min(ctx.rows, b) * h, lq, lk), dtype=torch.float32)
+            dropped = torch.empty_like(keep)
+            for r0 in range(0, b, ctx.rows):
+                r1 = min(b, r0 + ctx.rows)
+                n = (r1 - r0) * h
+                pr = probs[r0:r1].view(n, lq, lk)
+                kc = torch.ge(uniforms[r0:r1].view(n, lq, lk), ctx.thr, out=keep[:n])
+                pd = torch.mul(pr, kc, out=dropped[:n])
+                torch.bmm(pd.transpose(1, 2), gs[r0:r1].reshape(n, lq, d), out=dv[r0:r1].view(n, lk, d))
+                dp = torch.bmm(go[r0:r1].reshape(n, lq, d), vs[r0:r1].reshape(n, lk, d).transpose(1, 2))
+                dp.mul_(kc).sub_(delta[r0:r1].reshape(n, lq, 1)).mul_(pr)
+                torch.bmm(dp, ks[r0:r1].reshape(n, lk, d), out=dq[r0:r1].view(n, lq, d))
+                torch.bmm(dp.transpose(1, 2), qs[r0:r1].reshape(n, lq, d), out=dk[r0:r1].view(n, lk, d))
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+
+
+def attention_reference(q, k, v, mask, p: float, scale: float, drop: torch.Tensor) -> torch.Tensor:
+    """The same computation in plain autograd ops (for tests), fp32, with a given drop mask."""
+    s = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else s + mask.float()
+    pr = torch.softmax(s, -1).masked_fill(drop, 0.0) / (1.0 - effective_p(p))
+    return torch.matmul(pr, v.float()).to(q.dtype)
+
+
+_BIAS_CACHE: list = [None, None, None]      # (mask, mask._version, bias): every layer gets the same mask
+
+
+def _bias(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Additive fp32 bias from a bool (True = attend) or additive mask; a key-padding mask shrinks to Lq = 1."""
+    if mask is None:
+        return None
+    if _BIAS_CACHE[0] is mask and _BIAS_CACHE[1] == mask._version:
+        return _BIAS_CACHE[2]
+    small = mask
+    if mask.dim() == 4 and mask.shape[2] > 1 and (mask.stride(2) == 0 or bool((mask == mask[:, :, :1, :]).all())):
+        small = mask[:, :, :1, :]
+    if small.dtype == torch.bool:
+        bias = torch.zeros(small.shape, dtype=torch.float32).masked_fill_(~small, float("-inf"))
+    else:
+        bias = small.float()
+    _BIAS_CACHE[:] = [mask, mask._version, bias]
+    return bias
+
+
+def dropout_attention(q, k, v, mask, p: float, scale: float, uniforms: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, heads, L, D) attention with dropout p on the probabilities; ``mask`` bool (True = attend) or additive,
+    broadcastable to (B, heads, Lq, Lk). ``uniforms`` (see :func:`drop_mask`) are drawn here unless given."""
+    if uniforms is None:
+        uniforms = draw_uniforms((q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
+    return _Attention.apply(q, k, v, _bias(mask), p, scale, uniforms)
+
+
+def drop_mask(uniforms: torch.Tensor, p: float) -> torch.Tensor:
+    """The boolean drop mask (True = dropped) that ``uniforms`` give at dropout probability p."""
+    return uniforms < _threshold(p)
+
+
+def _sdpa():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward
+
+
+def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+              is_causal: bool | None = None, **kwargs):
+    """Hugging Face attention interface: ``sdpa`` unless training with dropout on CPU (then chunked, fast mask)."""
+    special = (kwargs.get("position_bias") is not None or kwargs.get("cache") is not None
+               or kwargs.get("softcap") is not None or kwargs.get("output_attentions", False)
+               or getattr(module, "num_key_value_groups", 1) > 1 or bool(is_causal)
+               or getattr(module, "is_causal", False))
+    fully_masked = (attention_mask is not None and attention_mask.dtype == torch.bool
+                    and not bool(attention_mask.any(-1).all()))
+    if (dropout == 0.0 or query.device.type != "cpu" or special or fully_masked or effective_p(dropout) == 0.0
+            or not torch.is_grad_enabled()):
+        return _sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                       is_causal=is_causal, **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    out = dropout_attention(query, key, value, attention_mask, dropout, scale)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_IMPLEMENTATION, sdpa_mask)
+
+
+def install(model: nn.Module) -> dict:
+    """Swap ``nn.Dropout`` modules for :class:`FastDropout` and ``sdpa`` for ``freezebench_sdpa`` (in place).
+
+    Returns what changed: ``{"dropouts": n, "attention": "sdpa -> freezebench_sdpa" | None}``. Models on
+    another attention implementation (eager, flash) keep it; only their dropout modules change.
+    """
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, FastDropout(child.p, child.inplace))
+                swapped += 1
+    attn = None
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "_attn_implementation", None) == "sdpa":
+        _register()
+        for sub in model.modules():
+            cfg = getattr(sub, "config", None)
+            if cfg is not None and getattr(cfg, "_attn_implementation", None) == "sdpa":
+                cfg._attn_implementation = ATTN_IMPLEMENTATION
+        attn = f"sdpa -> {ATTN_IMPLEMENTATION}"
+    return {"dropouts": swapped, "attention": attn}
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_malloc(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """glibc ``mallopt``: serve blocks up to ``mmap_threshold`` (32 MiB, glibc's maximum) from the heap and
+    keep up to ``trim_threshold`` of freed heap, so a training step reuses last step's pages. Process-wide;
+    returns False where there is no glibc (then nothing changes)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))

@@ -1,0 +1,196 @@
+"""``python -m harness.submit CONFIG --nodes N --gpus-per-node G``: validate a sweep, render
+``slurm/sweep.sbatch`` with the allocation, submit it with ``sbatch`` (``--dry-run`` prints the script).
+
+Exit codes: 0 submitted (or printed), 1 sbatch failed, 2 bad input (nothing submitted). See docs/slurm.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.config import ConfigError, SweepConfig, load_config
+
+__all__ = ["main", "parse_args", "render", "parse_time", "TEMPLATE"]
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "slurm" / "sweep.sbatch"
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def parse_time(text: str) -> int:
+    """SLURM's ``--time`` formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; ValueError otherwise."""
+    m = _TIME.match(text.strip())
+    if not m or text.strip() in ("", "0"):
+        raise ValueError(f"not a SLURM time limit: {text!r} (use e.g. 90, 04:00:00 or 1-12:00:00)")
+    days, a, b, c = m.groups()
+    nums = [int(x) for x in (a, b, c) if x is not None]
+    if days is not None:                                  # D-H[:M[:S]]
+        h, mi, s = (nums + [0, 0])[:3]
+        return ((int(days) * 24 + h) * 60 + mi) * 60 + s
+    if len(nums) == 1:                                    # M
+        return nums[0] * 60
+    if len(nums) == 2:                                    # M:S
+        return nums[0] * 60 + nums[1]
+    return (nums[0] * 60 + nums[1]) * 60 + nums[2]        # H:M:S
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m harness.submit", description=__doc__.split("\n\n")[0])
+    p.add_argument("config", help="sweep YAML file, e.g. configs/freeze_grid.yaml")
+    p.add_argument("--nodes", type=int, required=True, help="nodes: Ray head on the first, one worker per other")
+    p.add_argument("--gpus-per-node", type=int, required=True, help="GPUs per node (0 on CPU nodes)")
+    p.add_argument("--cpus-per-node", type=int, default=8, help="CPUs per node handed to Ray (default 8)")
+    p.add_argument("--time", default="04:00:00", help="wall-clock limit per run, SLURM format (default 04:00:00)")
+    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+    p.add_argument("--account", default=None, help="SLURM account to charge")
+    p.add_argument("--job-name", default=None, help="job name (default: fb-<sweep name>)")
+    p.add_argument("--results", default=None, help="results root on shared storage (default: output.dir)")
+    p.add_argument("--signal-before", type=int, default=300, metavar="SECONDS",
+                   help="USR1 this many seconds before the time limit: save, requeue, resume (default 300)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, passed on to the sweep (repeatable)")
+    p.add_argument("--template", default=str(TEMPLATE), help="batch script template (default slurm/sweep.sbatch)")
+    p.add_argument("--dry-run", action="store_true", help="print the rendered batch script; submit nothing")
+    args = p.parse_args(argv)
+    for name in ("nodes", "cpus_per_node"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.gpus_per_node < 0:
+        p.error("--gpus-per-node must be 0 or more")
+    return args
+
+
+def _check_fits(cfg: SweepConfig, args) -> None:
+    """A trial that can never be scheduled would leave the job waiting until its time limit."""
+    r = cfg.resources
+    if r.gpus_per_trial > 0 and args.gpus_per_node == 0:
+        raise ConfigError("resources.gpus_per_trial", f"{r.gpus_per_trial} but --gpus-per-node is 0")
+    if cfg.train.device == "cuda" and args.gpus_per_node == 0:
+        raise ConfigError("train.device", "cuda but --gpus-per-node is 0")
+    one_node = r.gpus_per_trial <= 1 and getattr(r, "workers_per_trial", 1) <= 1
+    cpus, gpus = (args.cpus_per_node, args.gpus_per_node) if one_node else \
+        (args.cpus_per_node * args.nodes, args.gpus_per_node * args.nodes)
+    where = "--cpus-per-node" if one_node else "--cpus-per-node x --nodes"
+    if r.cpus_per_trial > cpus:
+        raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial} exceeds {where} ({cpus})")
+    if r.gpus_per_trial > gpus:
+        raise ConfigError("resources.gpus_per_trial", f"{r.gpus_per_trial} exceeds the GPUs available ({gpus})")
+
+
+def _sub(text: str, pattern: str, line) -> str:
+    """Replace the one line matching ``pattern``; ``line(tail)`` gets the rest of the line (its comment)."""
+    new, n = re.subn(pattern, lambda m: line(m.group(1) if m.groups() else ""), text, count=1, flags=re.MULTILINE)
+    if n != 1:
+        raise ValueError(f"batch script template: no line matches {pattern!r}")
+    return new
+
+
+_SET = "# set by harness.submit"
+
+
+def _line(prefix: str, comment: str) -> str:
+    """``prefix`` with ``comment`` in the template's comment column."""
+    comment = comment.strip()
+    return f"{prefix.ljust(45)} {comment}" if comment else prefix
+
+
+def render(template: str, *, config: str, overrides: list[str], results: str, python: str, job_name: str,
+           nodes: int, gpus_per_node: int, cpus_per_node: int, time: str, signal_before: int, log: str,
+           partition: str | None = None, account: str | None = None) -> str:
+    """The template with the allocation in its ``#SBATCH`` lines and the sweep in its settings lines
+    (each site-specific line keeps its comment)."""
+    s = template
+    for key, value in (("job-name", job_name), ("nodes", nodes), ("cpus-per-task", cpus_per_node),
+                       ("time", time), ("output", log), ("signal", f"B:USR1@{signal_before}")):
+        s = _sub(s, rf"^#SBATCH --{key}=\S+(.*)$", lambda tail, k=key, v=value: _line(f"#SBATCH --{k}={v}", tail))
+    if gpus_per_node:
+        s = _sub(s, r"^#SBATCH --gpus-per-node=\S+(.*)$",
+                 lambda tail: _line(f"#SBATCH --gpus-per-node={gpus_per_node}", tail))
+    else:
+        s = _sub(s, r"^#SBATCH --gpus-per-node=\S+.*$", lambda _: _line("##SBATCH --gpus-per-node=0", "# CPU only"))
+    for key, value in (("partition", partition), ("account", account)):
+        if value:
+            s = _sub(s, rf"^##?SBATCH --{key}=\S+.*$", lambda _, k=key, v=value: _line(f"#SBATCH --{k}={v}", _SET))
+    settings = {"CONFIG": shlex.quote(config), "RESULTS": shlex.quote(results), "PYTHON": shlex.quote(python),
+                "SWEEP_ARGS": "(" + " ".join(shlex.quote(a) for o in overrides for a in ("--set", o)) + ")"}
+    for name, value in settings.items():
+        s = _sub(s, rf"^{name}=.*$", lambda _, n=name, v=value: _line(f"{n}={v}", _SET))
+    return s
+
+
+def _validate(args) -> SweepConfig:
+    """The sweep's own validation (config, strategies, data source, model config) plus the allocation."""
+    from harness.plan import preflight
+
+    overrides = list(args.overrides) + ([f"output.dir={Path(args.results).expanduser().resolve()}"]
+                                        if args.results else [])
+    cfg = load_config(args.config, overrides)
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(
+        cfg.output, dir=str(Path(cfg.output.dir).expanduser().resolve())))
+    preflight(cfg)
+    _check_fits(cfg, args)
+    try:
+        limit = parse_time(args.time)
+    except ValueError as exc:
+        raise ConfigError("--time", str(exc)) from None
+    if not 0 < args.signal_before < limit:
+        raise ConfigError("--signal-before", f"{args.signal_before} s must be between 0 and the time limit "
+                                             f"({limit} s)")
+    return cfg
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from harness.plan import INPUT_ERRORS
+
+    try:
+        cfg = _validate(args)
+        template = Path(args.template).read_text(encoding="utf-8")
+    except INPUT_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read the batch script template: {exc}", file=sys.stderr)
+        return 2
+    results = cfg.output.dir
+    logs = Path(results) / "slurm"
+    job_name = args.job_name or f"fb-{cfg.name}"
+    script = render(template, config=str(Path(args.config).resolve()), overrides=args.overrides, results=results,
+                    python=sys.executable, job_name=job_name, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                    cpus_per_node=args.cpus_per_node, time=args.time, signal_before=args.signal_before,
+                    log=str(logs / "%x-%j.out"), partition=args.partition, account=args.account)
+    if args.dry_run:
+        print(script, end="")
+        return 0
+    if args.nodes > 1 and re.match(r"^/(tmp|dev/shm)(/|$)", results):
+        print(f"warning: {results} looks node-local; every node must see the results folder", file=sys.stderr)
+    logs.mkdir(parents=True, exist_ok=True)             # sbatch does not create the log folder
+    try:
+        proc = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        print("error: sbatch not found (run this on a SLURM login node)", file=sys.stderr)
+        return 1
+    if proc.returncode != 0:
+        print(f"error: sbatch failed ({proc.returncode}): {proc.stderr.strip()}", file=sys.stderr)
+        return 1
+    job_id = proc.stdout.strip().split(";")[0]
+    (logs / f"{job_name}-{job_id}.sbatch").write_text(script, encoding="utf-8")
+    log = logs / f"{job_name}-{job_id}.out"
+    sweep_dir = Path(results) / cfg.name
+    gpus = f"{args.gpus_per_node} GPUs" if args.gpus_per_node else "no GPUs"
+    print(f"submitted job {job_id} ({job_name}): {args.nodes} node(s), {args.cpus_per_node} CPUs and {gpus} "
+          f"per node, time limit {args.time}")
+    print(f"  results: {sweep_dir}  (comparison.csv when the sweep is done)")
+    print(f"  log:     {log}")
+    print(f"  script:  {logs / f'{job_name}-{job_id}.sbatch'}")
+    print(f"  watch:   squeue -j {job_id}   |   tail -f {log}")
+    print(f"  cancel:  scancel {job_id}   (resubmit the same command to resume)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
