@@ -9,7 +9,7 @@ safe-softmax pass, the (B, heads, L, L) probabilities materialised several times
 This module keeps the semantics (inverted dropout: every element is kept independently with probability
 1 - p and scaled by 1 / (1 - p); same generator, so a seed still fixes the run) and makes it cheap:
 
-* :func:`keep_mask` draws 64 random bits per generator call and uses them as four 16-bit uniforms, so p
+* :func:`keep_mask` draws 64 random bits per generator step and uses them as four 16-bit uniforms, so p
   is realised as ``round(p * 65536) / 65536`` (0.1 -> 0.100006; the scale uses the same value, so the
   expectation is exact);
 * :class:`FastDropout` replaces ``nn.Dropout`` modules (no parameters, so names and checkpoints are
@@ -29,6 +29,7 @@ import ctypes
 import ctypes.util
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,7 +38,7 @@ __all__ = ["ATTN_IMPLEMENTATION", "effective_p", "keep_mask", "dropout", "FastDr
 
 ATTN_IMPLEMENTATION = "freezebench_sdpa"
 _LEVELS = 1 << 16
-_CHUNK_ELEMENTS = 1 << 20          # ~4 MB of fp32 scores per chunk: stays in L2
+_CHUNK_ELEMENTS = 1 << 18          # (L, L) fp32 elements per chunk: 1 MiB, the working set stays in L2
 
 
 def effective_p(p: float) -> float:
@@ -46,9 +47,13 @@ def effective_p(p: float) -> float:
 
 
 def draw_uniforms(shape) -> torch.Tensor:
-    """int16 uniforms over [-32768, 32767], four per 64-bit draw of the default generator."""
+    """int16 uniforms over [-32768, 32767]: four per 64-bit word of numpy's SFC64 generator (~3x torch's
+    serial Mersenne Twister here), seeded per call from torch's default generator, so ``torch.manual_seed`` and
+    the checkpointed torch RNG state fix every mask."""
     n = math.prod(shape)
-    return torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None).view(torch.int16)[:n].view(shape)
+    seed = int(torch.randint(0, 2 ** 62, (1,), dtype=torch.int64))
+    words = np.random.SFC64(seed).random_raw((n + 3) // 4)
+    return torch.from_numpy(words.view(np.int16)[:n]).view(shape)
 
 
 def _threshold(p: float) -> int:
@@ -92,78 +97,75 @@ class FastDropout(nn.Dropout):
 
 
 # ----------------------------------------------------------------------------------------------- attention
-def _chunk_rows(q: torch.Tensor, k: torch.Tensor) -> int:
-    per_row = q.shape[1] * q.shape[2] * k.shape[2]
-    return max(1, _CHUNK_ELEMENTS // max(1, per_row))
-
-
 class _Attention(torch.autograd.Function):
-    """softmax(q k^T * scale + bias) -> dropout -> @ v, in fp32, chunked over batch rows.
+    """softmax(q k^T * scale + bias) -> dropout -> @ v in fp32, over (batch x heads) chunks of ~L2 size.
 
     ``bias`` is additive and broadcasts to (B, heads, Lq, Lk) (key padding: (B, 1, 1, Lk), -inf = masked).
     ``uniforms`` (int16, (B, heads, Lq, Lk)) decide the mask: kept where ``>= _threshold(p)``. Saved for
     backward: q, k, v, the uniforms, the fp32 softmax and the output. Scales are folded into the small
-    (L, D) operands; on the (L, L) matrices run only GEMMs, softmax, the 0/1 mask and two multiplies.
+    (L, D) operands; on the (L, L) matrices run only GEMMs, softmax, the 0/1 mask and a few multiplies.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, bias, p, scale, uniforms):
         with torch.autocast("cpu", enabled=False):
             b, h, lq, d = q.shape
-            lk = k.shape[2]
+            lk, n = k.shape[2], b * h
             thr = _threshold(p)
             keep_scale = 1.0 / (1.0 - effective_p(p))
-            qf, kf, vf = q.float() * scale, k.float(), v.float() * keep_scale
-            probs = torch.empty((b, h, lq, lk), dtype=torch.float32)
-            out = torch.empty((b, h, lq, d), dtype=torch.float32)
-            rows = _chunk_rows(q, k)
-            keep = torch.empty((min(rows, b) * h, lq, lk), dtype=torch.float32)
+            qf = (q.float() * scale).reshape(n, lq, d)
+            kt = k.float().reshape(n, lk, d).transpose(1, 2)
+            vf = (v.float() * keep_scale).reshape(n, lk, d)
+            if bias is not None:
+                bias = bias.expand(b, h, bias.shape[2], lk).reshape(n, bias.shape[2], lk)
+            u = uniforms.view(n, lq, lk)
+            probs = torch.empty((n, lq, lk), dtype=torch.float32)
+            out = torch.empty((n, lq, d), dtype=torch.float32)
+            step = max(1, _CHUNK_ELEMENTS // (lq * lk))
+            keep = torch.empty((min(step, n), lq, lk), dtype=torch.float32)
             dropped = torch.empty_like(keep)
-            for r0 in range(0, b, rows):
-                r1 = min(b, r0 + rows)
-                n = (r1 - r0) * h
-                kt = kf[r0:r1].reshape(n, lk, d).transpose(1, 2)
-                qc = qf[r0:r1].reshape(n, lq, d)
-                s = torch.bmm(qc, kt)
+            for i in range(0, n, step):
+                j = min(n, i + step)
+                s = torch.bmm(qf[i:j], kt[i:j])
                 if bias is not None:
-                    s.view(r1 - r0, h, lq, lk).add_(bias[r0:r1] if bias.shape[0] > 1 else bias)
-                pr = probs[r0:r1].view(n, lq, lk)
-                torch.softmax(s, -1, out=pr)
-                kc = torch.ge(uniforms[r0:r1].view(n, lq, lk), thr, out=keep[:n])
-                pd = torch.mul(pr, kc, out=dropped[:n])
-                torch.bmm(pd, vf[r0:r1].reshape(n, lk, d), out=out[r0:r1].view(n, lq, d))
+                    s.add_(bias[i:j])
+                pr = torch.softmax(s, -1, out=probs[i:j])
+                kc = torch.ge(u[i:j], thr, out=keep[: j - i])
+                torch.bmm(torch.mul(pr, kc, out=dropped[: j - i]), vf[i:j], out=out[i:j])
         ctx.save_for_backward(q, k, v, uniforms, probs, out)
-        ctx.scale, ctx.keep_scale, ctx.rows, ctx.thr = scale, keep_scale, rows, thr
-        return out.to(q.dtype)
+        ctx.scale, ctx.keep_scale, ctx.step, ctx.thr = scale, keep_scale, step, thr
+        return out.view(b, h, lq, d).to(q.dtype)
 
     @staticmethod
     def backward(ctx, d_out):
         q, k, v, uniforms, probs, out = ctx.saved_tensors
         with torch.autocast("cpu", enabled=False):
             b, h, lq, d = q.shape
-            lk = k.shape[2]
-            go = d_out.float()
+            lk, n = k.shape[2], b * h
+            go = d_out.float().reshape(n, lq, d)
             delta = (go * out).sum(-1, keepdim=True)          # rowsum(dP * P) = rowsum(dO * O)
-            qs, ks = q.float() * ctx.scale, k.float() * ctx.scale
-            vs = v.float() * ctx.keep_scale
+            qs = (q.float() * ctx.scale).reshape(n, lq, d)
+            ks = (k.float() * ctx.scale).reshape(n, lk, d)
+            vt = (v.float() * ctx.keep_scale).reshape(n, lk, d).transpose(1, 2)
             gs = go * ctx.keep_scale
-            dq = torch.empty((b, h, lq, d), dtype=torch.float32)
-            dk = torch.empty((b, h, lk, d), dtype=torch.float32)
-            dv = torch.empty((b, h, lk, d), dtype=torch.float32)
-            keep = torch.empty((min(ctx.rows, b) * h, lq, lk), dtype=torch.float32)
+            u = uniforms.view(n, lq, lk)
+            dq = torch.empty((n, lq, d), dtype=torch.float32)
+            dk = torch.empty((n, lk, d), dtype=torch.float32)
+            dv = torch.empty((n, lk, d), dtype=torch.float32)
+            keep = torch.empty((min(ctx.step, n), lq, lk), dtype=torch.float32)
             dropped = torch.empty_like(keep)
-            for r0 in range(0, b, ctx.rows):
-                r1 = min(b, r0 + ctx.rows)
-                n = (r1 - r0) * h
-                pr = probs[r0:r1].view(n, lq, lk)
-                kc = torch.ge(uniforms[r0:r1].view(n, lq, lk), ctx.thr, out=keep[:n])
-                pd = torch.mul(pr, kc, out=dropped[:n])
-                torch.bmm(pd.transpose(1, 2), gs[r0:r1].reshape(n, lq, d), out=dv[r0:r1].view(n, lk, d))
-                dp = torch.bmm(go[r0:r1].reshape(n, lq, d), vs[r0:r1].reshape(n, lk, d).transpose(1, 2))
-                dp.mul_(kc).sub_(delta[r0:r1].reshape(n, lq, 1)).mul_(pr)
-                torch.bmm(dp, ks[r0:r1].reshape(n, lk, d), out=dq[r0:r1].view(n, lq, d))
-                torch.bmm(dp.transpose(1, 2), qs[r0:r1].reshape(n, lq, d), out=dk[r0:r1].view(n, lk, d))
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None, None
+            for i in range(0, n, ctx.step):
+                j = min(n, i + ctx.step)
+                pr = probs[i:j]
+                kc = torch.ge(u[i:j], ctx.thr, out=keep[: j - i])
+                pd = torch.mul(pr, kc, out=dropped[: j - i])
+                torch.bmm(pd.transpose(1, 2), gs[i:j], out=dv[i:j])
+                dp = torch.bmm(go[i:j], vt[i:j])
+                dp.mul_(kc).sub_(delta[i:j]).mul_(pr)
+                torch.bmm(dp, ks[i:j], out=dq[i:j])
+                torch.bmm(dp.transpose(1, 2), qs[i:j], out=dk[i:j])
+        return (dq.view(b, h, lq, d).to(q.dtype), dk.view(b, h, lk, d).to(k.dtype), dv.view(b, h, lk, d).to(v.dtype),
+                None, None, None, None)
 
 
 def attention_reference(q, k, v, mask, p: float, scale: float, drop: torch.Tensor) -> torch.Tensor:
