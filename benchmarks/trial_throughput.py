@@ -133,7 +133,7 @@ def _data_cfg(data: str, train_size: int, eval_size: int) -> dict:
 
 
 def _trial_dict(spec: dict, out_dir: str) -> dict:
-    train = {"max_steps": spec["steps"], "eval_every": spec["steps"], "batch_size": BATCH, "lr": LR,
+    train = {"max_steps": spec["steps"], "eval_every": spec["steps"], "batch_size": BATCH, "lr": spec.get("lr", LR),
              "precision": spec["precision"], "device": "cpu", "seed": SEED,
              "cache_frozen_prefix": spec["cached"], "compile": spec.get("compile", False)}
     if spec["attention_dropout"] is not None:
@@ -269,7 +269,7 @@ def _specs(args, tokenized: dict) -> list[dict]:
     cache_data = {"tokenized": tokenized["cache"], "train_size": args.cache_train_size,
                   "eval_size": args.eval_size, "steps": args.cache_steps}
     specs = []
-    for strategy in ("freeze_attention", "full"):
+    for strategy in ("freeze_attention", "full") if args.only in ("all", "compare") else ():
         specs.append({**base, **cmp_data, "id": f"{strategy}/harness", "job": strategy, "engine": "harness",
                       "strategy": strategy, "precision": "bf16"})
         specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-bf16", "job": strategy, "engine": "trainer",
@@ -277,12 +277,12 @@ def _specs(args, tokenized: dict) -> list[dict]:
         specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-fp32", "job": strategy, "engine": "trainer",
                       "strategy": strategy, "precision": "fp32", "probe": True,
                       "steps": min(args.steps, args.fp32_probe_steps)})
-    for strategy, params in (("head_only", {}), ("top_k", {"k": 2})):
+    for strategy, params in (("head_only", {}), ("top_k", {"k": 2})) if args.only in ("all", "cache") else ():
         for cached in (False, True):
             name = strategy + (f"(k={params['k']})" if params else "")
             specs.append({**base, **cache_data, "id": f"{name}/{'cached' if cached else 'uncached'}", "job": name,
                           "engine": "harness", "strategy": strategy, "params": params, "precision": "bf16",
-                          "cached": cached})
+                          "cached": cached, "lr": args.head_lr if strategy == "head_only" else LR})
     if args.compile:
         specs.append({**base, **cmp_data, "id": "freeze_attention/harness-compile", "job": "freeze_attention",
                       "engine": "harness", "strategy": "freeze_attention", "precision": "bf16", "compile": True})
@@ -312,8 +312,6 @@ def _flops(spec: dict, res: dict, plans: dict, orders: dict) -> float:
 
 
 def run_benchmark(args) -> dict:
-    import numpy as np
-
     from harness import tokenize_cache
     from harness.config import DataConfig, ModelConfig
     from harness.model import build_model, load_tokenizer, tokenizer_source
@@ -362,9 +360,10 @@ def run_benchmark(args) -> dict:
             "load_start": load0, "load_end": os.getloadavg(), "steps": args.steps, "cache_steps": args.cache_steps,
             "cache_train_size": args.cache_train_size, "cache_epochs": args.cache_steps * BATCH / args.cache_train_size,
             "train_size": args.train_size, "eval_size": args.eval_size, "repeats": args.repeats,
-            "attention_dropout": args.attention_dropout, "wall_s": (datetime.now(timezone.utc) - started).total_seconds(),
+            "attention_dropout": args.attention_dropout, "head_lr": args.head_lr,
+            "wall_s": (datetime.now(timezone.utc) - started).total_seconds(),
             "command": "python -m benchmarks.trial_throughput " + " ".join(args.argv)}
-    return {"meta": meta, "rows": rows, "raw": results, "np": np.__version__}
+    return {"meta": meta, "rows": rows, "raw": results}
 
 
 def _probe_close(spec: dict, results: dict) -> bool:
@@ -441,9 +440,11 @@ def format_table(report: dict) -> str:
         f"(start {m['peak_tflops_start_end'][0]:.3f}, end {m['peak_tflops_start_end'][1]:.3f}). "
         f"Medians of {m['repeats']} runs; attention dropout {ad}; `{m['command'].strip()}` took {m['wall_s'] / 60:.1f} min.",
         "",
-        f"Trainer comparison: {m['steps']} steps on a {m['train_size']:,}-review subset (one epoch). Cache rows: "
-        f"{m['cache_steps']} steps on {m['cache_train_size']:,} reviews ({m['cache_epochs']:.1f} epochs), final "
-        f"accuracy on {m['eval_size']:,} test reviews.",
+        f"Trainer comparison: {m['steps']} steps on a {m['train_size']:,}-review subset (one epoch), lr {LR:g}. "
+        f"Cache rows: {m['cache_steps']} steps on {m['cache_train_size']:,} reviews ({m['cache_epochs']:.1f} epochs), "
+        f"lr {LR:g} (head_only: {m['head_lr']:g}), final accuracy on {m['eval_size']:,} test reviews. "
+        "Ratio: samples/s over the best Trainer precision, or cached over uncached (wall: whole run_trial, "
+        "evaluations included). CPU ms/sample: CPU time of the training steps (all threads) per review.",
         "",
         "| job | runner | precision | samples/s | tokens/s | train s | wall s | CPU ms/sample | peak RSS MB | ratio "
         "| MFU | accuracy |",
@@ -531,6 +532,10 @@ def parse_args(argv=None):
     p.add_argument("--attention-dropout", type=float, default=None,
                    help="override the model's attention dropout for every run (default: the model's 0.1)")
     p.add_argument("--compile", action="store_true", help="add a freeze_attention row with train.compile: true")
+    p.add_argument("--only", choices=("all", "compare", "cache"), default="all",
+                   help="compare: only the Trainer comparison rows; cache: only the cache rows")
+    p.add_argument("--head-lr", type=float, default=1e-3,
+                   help="lr of the head_only rows (a linear probe hardly moves at 5e-5 in a few dozen steps)")
     p.add_argument("--data", default=str((ROOT / ".." / "shared" / "data" / "imdb").resolve()),
                    help="IMDB parquet folder (default ../shared/data/imdb)")
     p.add_argument("--doc", default=str(DOC), help="markdown file to write the table to (default docs/performance.md)")

@@ -1,24 +1,26 @@
 """CPU fast paths that keep the model's semantics: dropout masks, attention with dropout, the allocator.
 
-On CPU, PyTorch draws every dropout mask with ``bernoulli_``, one Mersenne-Twister call and one double per
+On CPU, PyTorch draws every dropout mask with ``bernoulli_``: one Mersenne-Twister call and one double per
 element, on one thread (measured here: ~35M elements/s). A MiniLM step at batch 16 x 256 draws ~75M
 attention-probability and ~20M hidden-state mask elements, and attention dropout also forces
 ``scaled_dot_product_attention`` off its fused CPU kernel onto the unfused "math" path (fp32 upcasts, a
-safe-softmax pass, the (B, heads, L, L) probabilities materialised several times).
+safe-softmax pass, the (B, heads, L, L) probabilities materialised several times). Profiled on
+``freeze_attention``, batch 16 x 256: half the step.
 
-This module keeps the semantics (inverted dropout: every element is kept independently with probability
-1 - p and scaled by 1 / (1 - p); same generator, so a seed still fixes the run) and makes it cheap:
+This module keeps the semantics (inverted dropout: every element kept independently with probability 1 - p
+and scaled by 1 / (1 - p); seeded by torch's generator) and makes it cheap:
 
-* :func:`keep_mask` draws 64 random bits per generator step and uses them as four 16-bit uniforms, so p
-  is realised as ``round(p * 65536) / 65536`` (0.1 -> 0.100006; the scale uses the same value, so the
-  expectation is exact);
-* :class:`FastDropout` replaces ``nn.Dropout`` modules (no parameters, so names and checkpoints are
-  unchanged) with that mask;
-* :func:`attention` is registered with Hugging Face as ``"freezebench_sdpa"``: without dropout (eval, or
-  p = 0) it *is* ``sdpa``; with dropout it runs scores -> softmax -> dropout -> values in fp32 chunks of a
-  few batch rows (L2-sized), with a hand-written backward that stores the softmax and a boolean mask.
+* :func:`draw_uniforms` takes 64 random bits per generator step (numpy's SFC64, seeded from torch's default
+  generator) as four 16-bit uniforms, so p is realised as ``round(p * 65536) / 65536`` (0.1 -> 0.100006; the
+  scale uses the same value, so the expectation is exact);
+* :class:`FastDropout` replaces ``nn.Dropout`` modules (no parameters: names and checkpoints unchanged);
+* :func:`attention` is registered with Hugging Face as ``"freezebench_sdpa"``: without dropout (eval, p = 0,
+  no grad) it *is* ``sdpa``; with dropout it runs scores -> softmax -> dropout -> values in fp32, in L2-sized
+  chunks of (batch x heads), with a hand-written backward that keeps the softmax and the int16 uniforms.
 
-Only CPU tensors take these paths; anything else goes to the stock implementation.
+Only CPU tensors take these paths; anything else goes to the stock implementation. The masks are drawn
+from a different stream than ``bernoulli_``'s, so a run is reproducible but not bit-identical to one made
+without these paths.
 
 :func:`tune_malloc` keeps glibc from handing every large activation back to the kernel after each step
 (by default blocks over 128 KiB are mmap-ed and unmapped, so each step page-faults ~100k fresh pages).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -97,13 +100,51 @@ class FastDropout(nn.Dropout):
 
 
 # ----------------------------------------------------------------------------------------------- attention
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _set_one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_chunks(n: int, step: int, work) -> None:
+    """Call ``work(i, j)`` for the chunks [i, j) of range(n), ``step`` at a time, split into contiguous parts over
+    as many Python threads as torch has intra-op threads, each running its ops single-threaded.
+
+    Why not torch's own intra-op threads: every small op is an OpenMP parallel region that waits for all its
+    threads, so a few hundred chunk-sized ops per layer stall whenever another process takes a core (measured
+    on a busy 2-core machine: 1.3 s instead of 30 ms for one layer's scores). Here the threads only meet once.
+    """
+    threads = torch.get_num_threads()
+    chunks = [(i, min(n, i + step)) for i in range(0, n, step)]
+    if threads <= 1 or len(chunks) == 1:
+        for i, j in chunks:
+            work(i, j)
+        return
+    parts = [chunks[t::threads] for t in range(threads)]
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, "freezebench-attn", initializer=_set_one_thread)
+
+    def run(part):
+        with torch.no_grad():
+            for i, j in part:
+                work(i, j)
+
+    try:
+        for future in [pool.submit(run, part) for part in parts if part]:
+            future.result()
+    finally:
+        torch.set_num_threads(threads)   # torch's setter is also process-wide state: keep the caller's
+
+
 class _Attention(torch.autograd.Function):
     """softmax(q k^T * scale + bias) -> dropout -> @ v in fp32, over (batch x heads) chunks of ~L2 size.
 
     ``bias`` is additive and broadcasts to (B, heads, Lq, Lk) (key padding: (B, 1, 1, Lk), -inf = masked).
-    ``uniforms`` (int16, (B, heads, Lq, Lk)) decide the mask: kept where ``>= _threshold(p)``. Saved for
-    backward: q, k, v, the uniforms, the fp32 softmax and the output. Scales are folded into the small
-    (L, D) operands; on the (L, L) matrices run only GEMMs, softmax, the 0/1 mask and a few multiplies.
+    ``uniforms`` (int16, (B, heads, Lq, Lk)) decide the mask: kept where ``>= _threshold(p)``; None: no dropout.
+    Saved for backward: q, k, v, the uniforms, the fp32 softmax and the output. Scales are folded into the
+    small (L, D) operands; on the (L, L) matrices run only GEMMs, softmax, the 0/1 mask and a few multiplies.
     """
 
     @staticmethod
@@ -118,20 +159,21 @@ class _Attention(torch.autograd.Function):
             vf = (v.float() * keep_scale).reshape(n, lk, d)
             if bias is not None:
                 bias = bias.expand(b, h, bias.shape[2], lk).reshape(n, bias.shape[2], lk)
-            u = uniforms.view(n, lq, lk)
+            u = None if uniforms is None else uniforms.view(n, lq, lk)
             probs = torch.empty((n, lq, lk), dtype=torch.float32)
             out = torch.empty((n, lq, d), dtype=torch.float32)
             step = max(1, _CHUNK_ELEMENTS // (lq * lk))
-            keep = torch.empty((min(step, n), lq, lk), dtype=torch.float32)
-            dropped = torch.empty_like(keep)
-            for i in range(0, n, step):
-                j = min(n, i + step)
+
+            def work(i, j):
                 s = torch.bmm(qf[i:j], kt[i:j])
                 if bias is not None:
                     s.add_(bias[i:j])
                 pr = torch.softmax(s, -1, out=probs[i:j])
-                kc = torch.ge(u[i:j], thr, out=keep[: j - i])
-                torch.bmm(torch.mul(pr, kc, out=dropped[: j - i]), vf[i:j], out=out[i:j])
+                if u is not None:
+                    pr = pr * torch.ge(u[i:j], thr, out=torch.empty_like(pr))
+                torch.bmm(pr, vf[i:j], out=out[i:j])
+
+            _run_chunks(n, step, work)
         ctx.save_for_backward(q, k, v, uniforms, probs, out)
         ctx.scale, ctx.keep_scale, ctx.step, ctx.thr = scale, keep_scale, step, thr
         return out.view(b, h, lq, d).to(q.dtype)
@@ -148,22 +190,23 @@ class _Attention(torch.autograd.Function):
             ks = (k.float() * ctx.scale).reshape(n, lk, d)
             vt = (v.float() * ctx.keep_scale).reshape(n, lk, d).transpose(1, 2)
             gs = go * ctx.keep_scale
-            u = uniforms.view(n, lq, lk)
+            u = None if uniforms is None else uniforms.view(n, lq, lk)
             dq = torch.empty((n, lq, d), dtype=torch.float32)
             dk = torch.empty((n, lk, d), dtype=torch.float32)
             dv = torch.empty((n, lk, d), dtype=torch.float32)
-            keep = torch.empty((min(ctx.step, n), lq, lk), dtype=torch.float32)
-            dropped = torch.empty_like(keep)
-            for i in range(0, n, ctx.step):
-                j = min(n, i + ctx.step)
+
+            def work(i, j):
                 pr = probs[i:j]
-                kc = torch.ge(u[i:j], ctx.thr, out=keep[: j - i])
-                pd = torch.mul(pr, kc, out=dropped[: j - i])
-                torch.bmm(pd.transpose(1, 2), gs[i:j], out=dv[i:j])
+                kc = None if u is None else torch.ge(u[i:j], ctx.thr, out=torch.empty_like(pr))
+                torch.bmm((pr if kc is None else pr * kc).transpose(1, 2), gs[i:j], out=dv[i:j])
                 dp = torch.bmm(go[i:j], vt[i:j])
-                dp.mul_(kc).sub_(delta[i:j]).mul_(pr)
+                if kc is not None:
+                    dp.mul_(kc)
+                dp.sub_(delta[i:j]).mul_(pr)
                 torch.bmm(dp, ks[i:j], out=dq[i:j])
                 torch.bmm(dp.transpose(1, 2), qs[i:j], out=dk[i:j])
+
+            _run_chunks(n, ctx.step, work)
         return (dq.view(b, h, lq, d).to(q.dtype), dk.view(b, h, lk, d).to(k.dtype), dv.view(b, h, lk, d).to(v.dtype),
                 None, None, None, None)
 
@@ -177,30 +220,39 @@ def attention_reference(q, k, v, mask, p: float, scale: float, drop: torch.Tenso
     return torch.matmul(pr, v.float()).to(q.dtype)
 
 
-_BIAS_CACHE: list = [None, None, None]      # (mask, mask._version, bias): every layer gets the same mask
+_MASK_CACHE: list = [None, None, None, None]   # mask, its _version, bias, fully-masked: every layer gets one mask
 
 
-def _bias(mask: torch.Tensor | None) -> torch.Tensor | None:
-    """Additive fp32 bias from a bool (True = attend) or additive mask; a key-padding mask shrinks to Lq = 1."""
-    if mask is None:
-        return None
-    if _BIAS_CACHE[0] is mask and _BIAS_CACHE[1] == mask._version:
-        return _BIAS_CACHE[2]
+def _mask_info(mask: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(additive fp32 bias, any query row fully masked?) for a bool (True = attend) or additive mask; a
+    key-padding mask (rows all alike) shrinks to Lq = 1. Cached for the mask object the layers share."""
+    if _MASK_CACHE[0] is mask and _MASK_CACHE[1] == mask._version:
+        return _MASK_CACHE[2], _MASK_CACHE[3]
     small = mask
     if mask.dim() == 4 and mask.shape[2] > 1 and (mask.stride(2) == 0 or bool((mask == mask[:, :, :1, :]).all())):
         small = mask[:, :, :1, :]
     if small.dtype == torch.bool:
         bias = torch.zeros(small.shape, dtype=torch.float32).masked_fill_(~small, float("-inf"))
+        empty = not bool(small.any(-1).all())
     else:
-        bias = small.float()
-    _BIAS_CACHE[:] = [mask, mask._version, bias]
-    return bias
+        bias, empty = small.float(), False
+    _MASK_CACHE[:] = [mask, mask._version, bias, empty]
+    return bias, empty
+
+
+def _bias(mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if mask is None else _mask_info(mask)[0]
+
+
+def _fully_masked_rows(mask: torch.Tensor | None) -> bool:
+    """A query that may attend to nothing: sdpa's safe softmax gives it zeros, a plain softmax NaN."""
+    return mask is not None and _mask_info(mask)[1]
 
 
 def dropout_attention(q, k, v, mask, p: float, scale: float, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """(B, heads, L, D) attention with dropout p on the probabilities; ``mask`` bool (True = attend) or additive,
     broadcastable to (B, heads, Lq, Lk). ``uniforms`` (see :func:`drop_mask`) are drawn here unless given."""
-    if uniforms is None:
+    if uniforms is None and p > 0:
         uniforms = draw_uniforms((q.shape[0], q.shape[1], q.shape[2], k.shape[2]))
     return _Attention.apply(q, k, v, _bias(mask), p, scale, uniforms)
 
@@ -224,10 +276,8 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
                or kwargs.get("softcap") is not None or kwargs.get("output_attentions", False)
                or getattr(module, "num_key_value_groups", 1) > 1 or bool(is_causal)
                or getattr(module, "is_causal", False))
-    fully_masked = (attention_mask is not None and attention_mask.dtype == torch.bool
-                    and not bool(attention_mask.any(-1).all()))
-    if (dropout == 0.0 or query.device.type != "cpu" or special or fully_masked or effective_p(dropout) == 0.0
-            or not torch.is_grad_enabled()):
+    if (dropout == 0.0 or query.device.type != "cpu" or special or effective_p(dropout) == 0.0
+            or not torch.is_grad_enabled() or _fully_masked_rows(attention_mask)):
         return _sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                        is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5

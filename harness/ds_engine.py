@@ -83,6 +83,11 @@ class DeepSpeedEngine:
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
             user = ds_config.load_user_config(train.deepspeed_config) if train.deepspeed_config else None
             self.config = ds_config.build_ds_config(train, self.world, user, on_cpu=device.type == "cpu")
+            if device.type == "cpu":  # the same CPU dropout/attention paths as TorchEngine (same RNG use)
+                from harness import cpu_fast
+
+                cpu_fast.tune_malloc()
+                cpu_fast.install(model)
             optimizer = build_optimizer(model, train)
             scheduler = build_scheduler(optimizer, train)
             trainable = [p for p in model.parameters() if p.requires_grad]
