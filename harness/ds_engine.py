@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from harness import ds_config
 from harness.config import TrainConfig
+from harness.engine import load_trainable_state, trainable_state
 from harness.optim import build_optimizer, build_scheduler
 from harness.parallel import process_group
 
@@ -186,16 +187,10 @@ class DeepSpeedEngine:
         ds.global_samples, ds.micro_steps = state["global_samples"], state["micro_steps"]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+        return trainable_state(self.model)
 
     def load_trainable_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        params = dict(self.model.named_parameters())
-        missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
-        if missing:
-            raise ValueError(f"checkpoint lacks trainable parameters: {missing[:5]}")
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                params[name].copy_(tensor.to(device=params[name].device, dtype=params[name].dtype))
+        load_trainable_state(self.model, tensors)
 
     # ------------------------------------------------------------------------------------------- teardown
     def close(self) -> None:

@@ -13,7 +13,7 @@ from harness import cpu_fast
 from harness.config import TrainConfig
 from harness.optim import build_optimizer, build_scheduler
 
-__all__ = ["Engine", "TorchEngine", "AUTOCAST_DTYPES", "make_engine", "loss_fn"]
+__all__ = ["Engine", "TorchEngine", "trainable_state", "load_trainable_state", "AUTOCAST_DTYPES", "make_engine", "loss_fn"]
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -105,16 +105,29 @@ class TorchEngine:
             self.scaler.load_state_dict(state["scaler"])
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+        return trainable_state(self.model)
 
     def load_trainable_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        params = dict(self.model.named_parameters())
-        missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
-        if missing:
-            raise ValueError(f"checkpoint lacks trainable parameters: {missing[:5]}")
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                params[name].copy_(tensor.to(params[name].device))
+        load_trainable_state(self.model, tensors)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that train (what a checkpoint must hold)."""
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy checkpointed trainable parameters in (device and dtype of the model's own tensors)."""
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+    if missing:
+        raise ValueError(f"checkpoint lacks trainable parameters: {missing[:5]}")
+    unknown = [n for n in tensors if n not in params]
+    if unknown:
+        raise ValueError(f"checkpoint holds unknown parameters: {unknown[:5]}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(device=params[name].device, dtype=params[name].dtype))
 
 
 def make_engine(model: torch.nn.Module, train: TrainConfig, device: torch.device, **kwargs) -> Engine:
