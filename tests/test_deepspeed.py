@@ -16,7 +16,7 @@ import yaml
 
 os.environ["DS_ACCELERATOR"] = "cpu"   # before anything imports deepspeed
 
-deepspeed = pytest.importorskip("deepspeed")
+import deepspeed  # noqa: E402 - installed by `make test`; a missing install must fail, not skip
 
 from harness import ds_config, parallel, sweep  # noqa: E402
 from harness.config import ConfigError, TrainConfig, build_config  # noqa: E402
