@@ -108,6 +108,9 @@ class TrainConfig:
 class StrategyConfig:
     name: str = "full"
     params: dict = _opt({})
+    # per-strategy train settings, e.g. {lr: 1e-3, cache_frozen_prefix: true} for head_only: any train key but
+    # seed and the keys the search varies (those come from the axes)
+    train: dict = _opt({})
 
 
 SEARCH_AXES = ("strategy", "lr", "batch_size", "scheduler", "grad_clip", "seed", "weight_decay",
@@ -307,18 +310,12 @@ def _cross_check(cfg: SweepConfig) -> None:
         raise ConfigError("model", "set exactly one of model.name (pretrained) or model.arch (random init)")
     if m.overrides and m.arch is None:
         raise ConfigError("model.overrides", "only applies with model.arch (random initialisation)")
-    t = cfg.train
-    if t.precision == "fp16" and t.device == "cpu":
-        raise ConfigError("train.precision", "fp16 needs a GPU (train.device is cpu); use bf16 or fp32")
-    if t.deepspeed_config is not None and t.backend != "deepspeed":
-        raise ConfigError("train.deepspeed_config", "only applies with train.backend: deepspeed")
-    if t.zero_stage and t.backend != "deepspeed":
-        raise ConfigError("train.zero_stage", "only applies with train.backend: deepspeed")
-    if t.checkpoint_every and t.checkpoint_every % t.eval_every:
-        raise ConfigError("train.checkpoint_every", f"{t.checkpoint_every} must be a multiple of train.eval_every "
-                          f"({t.eval_every}): checkpoints are taken at evaluations")
+    check_train(cfg.train)
     _check_search(cfg.search)
+    if cfg.search.strategy is None:
+        _check_strategy_train(cfg.strategy, cfg.search, "strategy.train")
     es = cfg.search.early_stopping
+    t = cfg.train
     if es.enabled and es.grace_period > t.max_steps:
         raise ConfigError("search.early_stopping.grace_period", f"{es.grace_period} exceeds train.max_steps {t.max_steps}")
     d = cfg.data
@@ -346,6 +343,43 @@ def _cross_check(cfg: SweepConfig) -> None:
                           f"resources.gpus_per_trial: {r.workers_per_trial} (it is {r.gpus_per_trial:g})")
 
 
+def check_train(t: TrainConfig, where: str = "train") -> None:
+    """Cross-field checks of one train section (``where``: its dotted path, e.g. a strategy's overrides)."""
+    if t.precision == "fp16" and t.device == "cpu":
+        raise ConfigError(f"{where}.precision", "fp16 needs a GPU (train.device is cpu); use bf16 or fp32")
+    if t.deepspeed_config is not None and t.backend != "deepspeed":
+        raise ConfigError(f"{where}.deepspeed_config", "only applies with train.backend: deepspeed")
+    if t.zero_stage and t.backend != "deepspeed":
+        raise ConfigError(f"{where}.zero_stage", "only applies with train.backend: deepspeed")
+    if t.checkpoint_every and t.checkpoint_every % t.eval_every:
+        raise ConfigError(f"{where}.checkpoint_every", f"{t.checkpoint_every} must be a multiple of train.eval_every "
+                          f"({t.eval_every}): checkpoints are taken at evaluations")
+
+
+def strategy_train(base: TrainConfig, overrides: dict, where: str) -> TrainConfig:
+    """``base`` with a strategy's ``train:`` overrides applied and validated (errors name ``where.<key>``)."""
+    if not overrides:
+        return base
+    if not isinstance(overrides, dict):
+        raise ConfigError(where, f"expected a mapping of train settings, got {overrides!r}")
+    if "seed" in overrides:
+        raise ConfigError(f"{where}.seed", "seeds come from search.seed (or train.seed), not from a strategy")
+    _build(TrainConfig, overrides, where)   # unknown keys, types and ranges, named at the override
+    merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
+    merged.update(overrides)
+    train = _build(TrainConfig, merged, where)
+    check_train(train, where)
+    return train
+
+
+def _check_strategy_train(strategy: StrategyConfig, search: SearchConfig, where: str) -> None:
+    overrides = strategy.train if isinstance(strategy.train, dict) else {}
+    clash = [k for k in overrides if k in SEARCH_AXES and getattr(search, k) is not None]
+    if clash:
+        raise ConfigError(f"{where}.{clash[0]}", f"is also a search axis (search.{clash[0]}): set it in one place")
+    strategy_train(TrainConfig(), strategy.train, where)
+
+
 def _check_search(search: SearchConfig) -> None:
     import json
 
@@ -363,6 +397,7 @@ def _check_search(search: SearchConfig) -> None:
                     v = _build(StrategyConfig, v, path)
                 else:
                     raise ConfigError(path, f"expected a strategy name or a {{name:, params:}} mapping, got {v!r}")
+                _check_strategy_train(v, search, f"{path}.train")
                 v = (v.name, json.dumps(v.params, sort_keys=True, default=str))
             if v in seen:
                 raise ConfigError(path, f"duplicate value {values[i]!r}")

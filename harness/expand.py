@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import (ConfigError, DataConfig, LoggingConfig, ModelConfig, OutputConfig,
-                            ResourcesConfig, StrategyConfig, SweepConfig, TrainConfig, _build, to_dict)
+                            ResourcesConfig, StrategyConfig, SweepConfig, TrainConfig, _build, strategy_train,
+                            to_dict)
 
-__all__ = ["TrialConfig", "expand", "strategy_label", "normalise_strategies", "trial_from_dict"]
+__all__ = ["TrialConfig", "expand", "strategy_label", "strategy_path", "normalise_strategies", "trial_from_dict"]
 
 # Train-level axes, in the order they appear in trial ids. "strategy" and "seed" are handled separately.
 _TRAIN_AXES = ("lr", "batch_size", "scheduler", "grad_clip", "weight_decay", "dropout", "attention_dropout",
@@ -82,8 +83,14 @@ def normalise_strategies(cfg: SweepConfig) -> list[StrategyConfig]:
     labels = [strategy_label(s) for s in out]
     for i, label in enumerate(labels):
         if label in labels[:i]:
-            raise ConfigError(f"search.strategy[{i}]", f"duplicate strategy {label!r}")
+            raise ConfigError(f"search.strategy[{i}]", f"duplicate strategy {label!r} (to compare train settings "
+                                                       "of one strategy, use a search axis such as search.lr)")
     return out
+
+
+def strategy_path(cfg: SweepConfig, i: int) -> str:
+    """Where the i-th strategy of the sweep is written in the config."""
+    return "strategy" if cfg.search.strategy is None else f"search.strategy[{i}]"
 
 
 def _slug(text: str) -> str:
@@ -107,13 +114,16 @@ def expand(cfg: SweepConfig) -> list[TrialConfig]:
     axes = {a: _axis_values(cfg, a) for a in _TRAIN_AXES}
     varied = [a for a in _TRAIN_AXES if len(axes[a]) > 1 or a in ("lr", "batch_size", "scheduler", "grad_clip")]
     trials: list[TrialConfig] = []
+    where = {id(s): f"{strategy_path(cfg, i)}.train" for i, s in enumerate(strategies)}
     for seed, strat, combo in itertools.product(seeds, strategies, itertools.product(*axes.values())):
         values = dict(zip(axes, combo))
         train = dataclasses.replace(cfg.train, seed=seed, **values)
+        train = strategy_train(train, strat.train, where[id(strat)])   # the strategy's own train settings
         if train.checkpoint_every and train.checkpoint_every > train.max_steps:
             raise ConfigError("train.checkpoint_every", f"exceeds max_steps {train.max_steps}")
         parts = [_slug(strategy_label(strat))]
-        parts += [f"{_SHORT[a]}{_fmt(values[a]) if values[a] is not None else 'none'}" for a in varied]
+        parts += [f"{_SHORT[a]}{_fmt(getattr(train, a)) if getattr(train, a) is not None else 'none'}"
+                  for a in varied]
         parts.append(f"s{seed}")
         trial_id = "_".join(p for p in parts if p)
         trials.append(TrialConfig(sweep=cfg.name, trial_id=trial_id, index=len(trials), model=cfg.model,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import strategies
 from harness.config import ConfigError, SweepConfig
-from harness.expand import TrialConfig, expand, normalise_strategies, strategy_label
+from harness.expand import TrialConfig, expand, normalise_strategies, strategy_label, strategy_path
 
 __all__ = ["preflight", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
 
@@ -21,13 +21,9 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 INPUT_ERRORS = _input_errors()
 
 
-def _strategy_path(cfg: SweepConfig, i: int) -> str:
-    return "strategy" if cfg.search.strategy is None else f"search.strategy[{i}]"
-
-
 def _rebase(cfg: SweepConfig, i: int, exc: "strategies.StrategyError") -> ConfigError:
     """Re-root a strategy error's ``strategy.params.k`` path at the config entry it came from."""
-    base = _strategy_path(cfg, i)
+    base = strategy_path(cfg, i)
     path = exc.path or ""
     message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
     suffix = path[len("strategy"):] if path.startswith("strategy") else (f".{path}" if path else "")
@@ -40,18 +36,15 @@ def preflight(cfg: SweepConfig) -> list[TrialConfig]:
     from harness.model import load_hf_config
 
     trials = expand(cfg)
-    for i, strat in enumerate(normalise_strategies(cfg)):
+    strats = normalise_strategies(cfg)
+    params = []
+    for i, strat in enumerate(strats):
         try:
-            strategies.validate_params(strat.name, strat.params)
+            params.append(strategies.validate_params(strat.name, strat.params))
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
     check_source(cfg.data)
-    if cfg.train.deepspeed_config and not Path(cfg.train.deepspeed_config).is_file():
-        raise ConfigError("train.deepspeed_config", f"file not found: {cfg.train.deepspeed_config}")
-    if cfg.train.backend == "deepspeed":
-        from harness.ds_config import check_sweep
-
-        check_sweep(trials)   # merged DeepSpeed config of every trial: contradictions, unknown keys, fp16 on CPU
+    _check_trains(cfg, trials)
     try:
         hf = load_hf_config(cfg.model, cfg.train)
     except Exception as exc:  # noqa: BLE001 - transformers' config validation raises several types
@@ -66,22 +59,69 @@ def preflight(cfg: SweepConfig) -> list[TrialConfig]:
     if isinstance(positions, int) and cfg.data.max_length > positions:
         raise ConfigError("data.max_length", f"{cfg.data.max_length} exceeds the {positions} positions the model "
                                              f"has (max_position_embeddings of {hf.model_type})")
-    for i, strat in enumerate(normalise_strategies(cfg)):
+    for i, strat in enumerate(strats):
         try:
-            strategies.check_compatible(strat.name, strategies.validate_params(strat.name, strat.params), hf)
+            strategies.check_compatible(strat.name, params[i], hf)
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
+    _check_prefix_caches(cfg, trials, strats, params)
     return trials
 
 
-def check_local_machine(cfg: SweepConfig) -> None:
+def _where(cfg: SweepConfig, trial: TrialConfig, key: str) -> str:
+    """The config path a trial's ``train.<key>`` comes from: its strategy's overrides, or the train section."""
+    strats = normalise_strategies(cfg)
+    i = [strategy_label(s) for s in strats].index(trial.strategy_label)
+    return f"{strategy_path(cfg, i)}.train.{key}" if key in strats[i].train else f"train.{key}"
+
+
+def _rekey(exc: ConfigError, path: str) -> ConfigError:
+    text = str(exc)
+    return ConfigError(path, text[len(exc.path) + 2:] if exc.path and text.startswith(exc.path + ": ") else text)
+
+
+def _check_trains(cfg: SweepConfig, trials: list[TrialConfig]) -> None:
+    """Per-trial train settings (strategies may override the train section): DeepSpeed, prefix cache."""
+    from harness import prefix_cache
+
+    for t in trials:
+        if t.train.deepspeed_config and not Path(t.train.deepspeed_config).is_file():
+            raise ConfigError(_where(cfg, t, "deepspeed_config"), f"file not found: {t.train.deepspeed_config}")
+        try:
+            prefix_cache.check_config(t.train, t.resources)
+        except ConfigError as exc:
+            raise _rekey(exc, _where(cfg, t, "cache_frozen_prefix")) from None
+    ds = [t for t in trials if t.train.backend == "deepspeed"]
+    if ds:
+        from harness.ds_config import check_sweep
+
+        check_sweep(ds)   # merged DeepSpeed config of every trial: contradictions, unknown keys, fp16 on CPU
+
+
+def _check_prefix_caches(cfg: SweepConfig, trials: list[TrialConfig], strats: list, params: list[dict]) -> None:
+    """A strategy whose trials cache the frozen prefix must freeze one (checked on a meta-device model)."""
+    from harness import prefix_cache
+    from harness.model import build_model
+
+    for strat, p in zip(strats, params):
+        mine = [t for t in trials if t.strategy_label == strategy_label(strat) and t.train.cache_frozen_prefix]
+        if not mine:
+            continue
+        model = strategies.prepare_model(build_model(cfg.model, mine[0].train, meta=True), strat.name, p)
+        try:
+            prefix_cache.plan(model, frozenset(strategies.trainable_names(model, strat.name, p)))
+        except ConfigError as exc:
+            raise _rekey(exc, _where(cfg, mine[0], "cache_frozen_prefix")) from None
+
+
+def check_local_machine(cfg: SweepConfig, trials: list[TrialConfig] | None = None) -> None:
     """A local sweep (no ``--address``) runs on this machine: what it cannot provide is an input error now,
     not trials that fail after loading a model (or wait for resources forever)."""
     import os
 
     import torch
 
-    r, t = cfg.resources, cfg.train
+    r = cfg.resources
     cpus = r.num_cpus or os.cpu_count() or 1
     if r.cpus_per_trial > cpus:
         raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial:g} exceeds the {cpus} CPUs of this "
@@ -90,11 +130,15 @@ def check_local_machine(cfg: SweepConfig) -> None:
     if r.gpus_per_trial > gpus:
         raise ConfigError("resources.gpus_per_trial", f"{r.gpus_per_trial:g} exceeds the {gpus} GPUs of this "
                                                       "machine: no trial could start")
-    if not gpus and t.device == "cuda":
-        raise ConfigError("train.device", "cuda, but this machine has no CUDA device")
-    if not gpus and t.precision == "fp16":
-        raise ConfigError("train.precision", "fp16 needs a GPU and this machine has none (train.device: "
-                                             f"{t.device} runs on the CPU); use bf16 or fp32")
+    if gpus:
+        return
+    for trial in trials or expand(cfg):
+        t = trial.train
+        if t.device == "cuda":
+            raise ConfigError(_where(cfg, trial, "device"), "cuda, but this machine has no CUDA device")
+        if t.precision == "fp16":
+            raise ConfigError(_where(cfg, trial, "precision"), "fp16 needs a GPU and this machine has none "
+                              f"(train.device: {t.device} runs on the CPU); use bf16 or fp32")
 
 
 def plan_rows(cfg: SweepConfig, trials: list[TrialConfig]) -> list[dict]:
@@ -103,7 +147,7 @@ def plan_rows(cfg: SweepConfig, trials: list[TrialConfig]) -> list[dict]:
 
     counts: dict[str, tuple[int, int]] = {}
     for strat in normalise_strategies(cfg):
-        model = build_model(cfg.model, cfg.train, meta=True)
+        model = build_model(cfg.model, next(t.train for t in trials if t.strategy == strat), meta=True)
         params = strategies.validate_params(strat.name, strat.params)
         model = strategies.prepare_model(model, strat.name, params)
         strategies.apply_trainable(model, strategies.trainable_names(model, strat.name, params))

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             print(format_plan(plan_rows(cfg, trials), as_json=args.json))
             return 0
         if args.address is None:
-            check_local_machine(cfg)  # a local Ray runs the trials on this machine
+            check_local_machine(cfg, trials)  # a local Ray runs the trials on this machine
         sweep_dir = Path(cfg.output.dir) / cfg.name
         _prepare_folder(sweep_dir, args.resume, args.overwrite)
         tokenized = _tokenize_once(cfg)

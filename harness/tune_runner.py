@@ -168,7 +168,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
         from ray.tune.schedulers import ASHAScheduler
 
         scheduler = ASHAScheduler(time_attr="step", metric="eval_accuracy", mode="max",
-                                  max_t=first.train.max_steps, grace_period=early_stopping["grace_period"],
+                                  max_t=max(t.train.max_steps for t in trials), grace_period=early_stopping["grace_period"],
                                   reduction_factor=early_stopping["reduction_factor"])
     if resume and tune.Tuner.can_restore(str(exp)):
         console(f"resuming sweep from {exp}")

@@ -1,7 +1,8 @@
 """Bad-input tier: malformed configs and malformed data sets through the real CLI entry point (``sweep.main``).
 
 Every case must end with exit code 2 and a message naming the config key (or the file and row) - before any
-training starts: no model is built (transformers' ``from_pretrained``/``from_config`` raise here), Ray is never
+training starts: no model is loaded or built with weights (transformers' ``from_pretrained`` raises here, ``from_config``
+outside the meta device too), Ray is never
 started and nothing is written under ``results/<sweep>/trials``. Data-content errors surface when the sweep
 tokenizes (before Ray starts). tests/test_cli.py and tests/test_data.py hold further cases at their own layer.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import IMDB, tiny_sweep_dict
@@ -25,14 +27,21 @@ def guarded(monkeypatch):
 
     import harness.tune_runner as tune_runner
 
+    real_from_config = transformers.AutoModelForSequenceClassification.from_config
+
     def no_model(*a, **k):
         raise AssertionError("a model load started")
+
+    def meta_only(*a, **k):   # pre-flight may build a weightless meta-device model (counts, cache plans)
+        if torch.get_default_device().type != "meta":
+            raise AssertionError("a model build with weights started")
+        return real_from_config(*a, **k)
 
     def no_ray(*a, **k):
         raise AssertionError("Ray was started")
 
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_model)
-    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_config", no_model)
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_config", meta_only)
     monkeypatch.setattr(tune_runner, "init_ray", no_ray)
     monkeypatch.setattr(tune_runner, "run_tune", no_ray)
 
@@ -128,6 +137,14 @@ CONFIGS = [
     ("hf_override_wrong_type", _set("model.overrides.hidden_size", "big"), [], ["model.overrides", "hidden_size"]),
     ("label_map_ids_not_contiguous", _set("data.label_map", {"neg": 0, "pos": 2}), [], ["data.label_map"]),
     ("checkpoint_not_at_an_eval", _set("train.checkpoint_every", 7), [], ["train.checkpoint_every"]),
+    ("prefix_cache_for_a_strategy_training_embeddings",
+     _set("search.strategy", ["head_only", {"name": "full", "train": {"cache_frozen_prefix": True}}]), [],
+     ["search.strategy[1].train.cache_frozen_prefix", "embedding"]),
+    ("prefix_cache_with_deepspeed_override", _set("search.strategy", [
+        {"name": "head_only", "train": {"cache_frozen_prefix": True, "backend": "deepspeed"}}]), [],
+     ["search.strategy[0].train.cache_frozen_prefix", "deepspeed"]),
+    ("strategy_override_fp16_on_cpu", _set("search.strategy", [{"name": "head_only", "train": {"precision": "fp16"}}]),
+     [], ["search.strategy[0].train.precision", "fp16"]),
     ("grace_period_over_max_steps", _set("search.early_stopping", {"enabled": True, "grace_period": 1000}), [],
      ["search.early_stopping.grace_period"]),
     ("data_source_not_a_string", _set("data.source", 12345), [], ["data.source: expected a non-empty string"]),

@@ -27,6 +27,8 @@ def test_dry_run_json_quickstart_counts():
     assert fa and all(r["trainable_params"] == 7_242_626 and r["total_params"] == 22_713_986 for r in fa)
     assert {"strategy", "trainable_params", "total_params", "trainable_ratio", "lr", "batch_size", "seed"} <= set(rows[0])
     assert {r["strategy"] for r in rows} == {"full", "freeze_attention", "head_only"}
+    lrs = {r["strategy"]: r["lr"] for r in rows}        # head_only carries its own train settings in the config
+    assert lrs["head_only"] > lrs["full"] == lrs["freeze_attention"]
 
 
 def test_dry_run_table_freeze_grid():

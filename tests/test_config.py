@@ -50,6 +50,18 @@ def _err(data: dict) -> str:
     ({"model": {"name": "x", "overrides": {"hidden_size": 8}}}, "model.overrides"),
     ({**BASE, "train": {"zero_stage": 2}}, "train.zero_stage"),
     ({**BASE, "output": []}, "output"),
+    ({**BASE, "search": {"strategy": [{"name": "head_only", "train": {"lrr": 1}}]}}, "search.strategy[0].train.lrr"),
+    ({**BASE, "search": {"strategy": ["full", {"name": "head_only", "train": {"lr": -1}}]}},
+     "search.strategy[1].train.lr"),
+    ({**BASE, "search": {"strategy": [{"name": "head_only", "train": {"seed": 3}}]}}, "search.strategy[0].train.seed"),
+    ({**BASE, "search": {"strategy": [{"name": "head_only", "train": {"lr": 1e-3}}], "lr": [1e-4, 2e-4]}},
+     "search.strategy[0].train.lr"),
+    ({**BASE, "search": {"strategy": [{"name": "head_only", "train": []}]}}, "search.strategy[0].train"),
+    ({**BASE, "search": {"strategy": [{"name": "head_only", "train": {"zero_stage": 1}}]}},
+     "search.strategy[0].train.zero_stage"),
+    ({**BASE, "strategy": {"name": "head_only", "train": {"batch_size": 0}}}, "strategy.train.batch_size"),
+    ({**BASE, "search": {"strategy": [{"name": "full"}, {"name": "full", "train": {"lr": 1e-3}}]}},
+     "search.strategy[1]"),
 ])
 def test_error_names_the_key(data, key):
     msg = _err(data)
@@ -113,6 +125,27 @@ def test_expansion_is_the_cartesian_product():
     t = trials[5]
     assert trial_from_dict(t.to_dict()) == t
     assert expand(cfg) == trials  # pure and deterministic
+
+
+def test_strategy_train_overrides_apply_to_that_strategy_only():
+    cfg = build_config({**BASE, "train": {"lr": 1e-4, "eval_every": 10},
+                        "search": {"strategy": ["full", {"name": "head_only",
+                                                         "train": {"lr": 1e-3, "cache_frozen_prefix": True}}],
+                                   "seed": [0, 1]}})
+    trials = expand(cfg)
+    by = {(t.strategy_label, t.train.seed): t for t in trials}
+    assert by["full", 0].train.lr == 1e-4 and not by["full", 0].train.cache_frozen_prefix
+    assert by["head_only", 1].train.lr == 1e-3 and by["head_only", 1].train.cache_frozen_prefix
+    assert by["head_only", 1].train.seed == 1 and by["head_only", 1].train.eval_every == 10
+    assert by["head_only", 0].trial_id == "head_only_lr0.001_bs16_linear_clip1_s0"   # the id shows the real lr
+    assert trial_from_dict(by["head_only", 0].to_dict()) == by["head_only", 0]
+
+
+def test_strategy_train_override_is_cross_checked_with_the_base():
+    with pytest.raises(ConfigError) as info:
+        expand(build_config({**BASE, "train": {"checkpoint_every": 20, "eval_every": 10},
+                             "search": {"strategy": [{"name": "head_only", "train": {"eval_every": 15}}]}}))
+    assert str(info.value).startswith("search.strategy[0].train.checkpoint_every:"), str(info.value)
 
 
 def test_strategy_label():
