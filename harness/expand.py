@@ -137,5 +137,6 @@ def expand(cfg: SweepConfig) -> list[TrialConfig]:
 
 def config_hash(trial: TrialConfig) -> str:
     """Stable hash of a trial's resolved configuration (used to check resumes against the same plan)."""
-    blob = json.dumps(trial.to_dict(), sort_keys=True, default=str).encode()
+    canonical = trial_from_dict(trial.to_dict()).to_dict()   # re-validated: 0 and 0.0 hash alike wherever it was built
+    blob = json.dumps(canonical, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -10,7 +10,7 @@ __all__ = ["ProgressCallback"]
 
 
 class ProgressCallback(tune.Callback):
-    def __init__(self, trials, console=print):
+    def __init__(self, trials, console=print, finished: dict[str, dict] | None = None):
         self.total = len(trials)
         self.max_steps = {t.trial_id: t.train.max_steps for t in trials}
         self.labels = {t.trial_id: t.strategy_label for t in trials}
@@ -19,6 +19,8 @@ class ProgressCallback(tune.Callback):
         self.running: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.t0 = time.time()
+        for tid, stored in (finished or {}).items():   # a resumed sweep: trials that finished before it stopped
+            self._record(tid, stored.get("status", "ok"), (stored.get("final") or {}).get("eval_accuracy"))
 
     def _id(self, trial) -> str:
         return trial.config["trial"]["trial_id"]
@@ -28,6 +30,11 @@ class ProgressCallback(tune.Callback):
         best = f" | best so far {self.best[1]} acc {self.best[0]:.4f}" if self.best else ""
         return (f"[{time.time() - self.t0:6.0f}s] {len(self.done)}/{self.total} done, {len(self.running)} running, "
                 f"{max(0, pending)} pending{best}")
+
+    def _record(self, tid: str, status: str, acc) -> None:
+        self.done[tid] = status
+        if status == "ok" and isinstance(acc, float) and (self.best is None or acc > self.best[0]):
+            self.best = (acc, tid)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.running.add(self._id(trial))
@@ -53,10 +60,8 @@ class ProgressCallback(tune.Callback):
         self.running.discard(tid)
         last = trial.last_result or {}
         status = last.get("status") or ("ok" if last.get("done") else "stopped early")
-        self.done[tid] = status
         acc = last.get("final_eval_accuracy")
-        if status == "ok" and isinstance(acc, float) and (self.best is None or acc > self.best[0]):
-            self.best = (acc, tid)
+        self._record(tid, status, acc)
         acc_s = f" final acc {acc:.4f}" if isinstance(acc, float) else ""
         self.console(f"{self._counts()} | finished {tid}: {status}{acc_s}")
 

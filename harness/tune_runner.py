@@ -163,7 +163,8 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     from harness.distributed import max_concurrent, trial_resources
 
     trainable = tune.with_resources(_trainable, trial_resources(res))   # multi-worker: workers ask for their own
-    callbacks = [ProgressCallback(trials, console=console), *extra_callbacks]
+    finished = {t.trial_id: r for t in trials if (r := finished_result(t)) is not None} if resume else {}
+    callbacks = [ProgressCallback(trials, console=console, finished=finished), *extra_callbacks]
     if scheduler is None and early_stopping and early_stopping.get("enabled"):
         from ray.tune.schedulers import ASHAScheduler
 

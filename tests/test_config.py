@@ -148,6 +148,14 @@ def test_strategy_train_override_is_cross_checked_with_the_base():
     assert str(info.value).startswith("search.strategy[0].train.checkpoint_every:"), str(info.value)
 
 
+def test_config_hash_is_the_same_in_the_driver_and_in_a_worker():
+    """A worker rebuilds its trial from a plain dict (Ray's param space); a finished trial is recognised on
+    --resume by this hash, so a default like gpus_per_trial 0 (int) must hash like the rebuilt 0.0."""
+    from harness.expand import config_hash
+    for t in expand(build_config({**BASE, "search": {"strategy": ["full", {"name": "head_only", "train": {"lr": 1}}]}})):
+        assert config_hash(t) == config_hash(trial_from_dict(t.to_dict()))
+
+
 def test_strategy_label():
     from harness.config import StrategyConfig
     assert strategy_label(StrategyConfig("lora", {"r": 4, "targets": ["query", "value"]})) == "lora(r=4,targets=query+value)"
