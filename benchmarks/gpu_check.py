@@ -2,7 +2,7 @@
 
 BERT-base-shaped random model (``model.arch: bert``), bf16, fixed-length sequences (256 tokens, no padding):
 {DeepSpeed ZeRO <stage>, torch autocast} × {full, freeze_attention}, each through the harness's own engine
-(:func:`harness.engine.make_engine`), ``--steps`` timed steps after ``--warmup`` untimed ones.
+(:func:`harness.train.engines.make_engine`), ``--steps`` timed steps after ``--warmup`` untimed ones.
 
 Model FLOPs per step (T = batch × seq tokens, N = non-embedding parameters, L layers, h hidden, s seq):
   forward                 2·N·T + 4·L·s·h·T          (linears; attention scores QKᵀ and the weighted sum)
@@ -93,8 +93,8 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
 
     import strategies
     from harness.config import ModelConfig, TrainConfig
-    from harness.engine import loss_fn, make_engine
-    from harness.model import build_model
+    from harness.train.engines import loss_fn, make_engine
+    from harness.train.model import build_model
 
     torch.manual_seed(0)
     model_cfg = ModelConfig(arch="bert", overrides=args.overrides)

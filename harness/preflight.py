@@ -1,0 +1,163 @@
+"""Pre-flight checks (cheap: no weights, no data content) and the trial plan shown by ``--dry-run``.
+
+Everything a sweep can know to be wrong before it loads a model or a data set is checked here, and raised as
+one of :data:`INPUT_ERRORS` naming the offending key; the CLIs turn that into exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+import strategies
+from harness.config import (ConfigError, SweepConfig, TrialConfig, expand, normalise_strategies, strategy_label,
+                            strategy_path)
+from harness.data import DataError, check_source
+from harness.train import prefix_cache
+from harness.train.engines.deepspeed_config import check_sweep
+from harness.train.model import ModelSourceError, build_model, load_hf_config
+
+__all__ = ["preflight", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
+
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, strategies.StrategyError, DataError, ModelSourceError)
+
+
+def _rebase(cfg: SweepConfig, i: int, exc: "strategies.StrategyError") -> ConfigError:
+    """Re-root a strategy error's ``strategy.params.k`` path at the config entry it came from."""
+    base = strategy_path(cfg, i)
+    path = exc.path or ""
+    message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
+    suffix = path[len("strategy"):] if path.startswith("strategy") else (f".{path}" if path else "")
+    return ConfigError(base + suffix, message)
+
+
+def preflight(cfg: SweepConfig) -> list[TrialConfig]:
+    """Everything that can be checked before a model or data set is loaded. Raises one of INPUT_ERRORS."""
+    trials = expand(cfg)
+    strats = normalise_strategies(cfg)
+    params = []
+    for i, strat in enumerate(strats):
+        try:
+            params.append(strategies.validate_params(strat.name, strat.params))
+        except strategies.StrategyError as exc:
+            raise _rebase(cfg, i, exc) from None
+    check_source(cfg.data)
+    _check_trains(cfg, trials)
+    try:
+        hf = load_hf_config(cfg.model, cfg.train)
+    except Exception as exc:  # noqa: BLE001 - transformers' config validation raises several types
+        if isinstance(exc, INPUT_ERRORS):
+            raise
+        key = ("model.overrides" if cfg.model.overrides else "model.arch") if cfg.model.arch else "model.name"
+        raise ConfigError(key, f"cannot load the model configuration: {exc}") from None
+    positions = getattr(hf, "max_position_embeddings", None)
+    if isinstance(positions, int) and hf.model_type in ("roberta", "xlm-roberta", "camembert"):
+        pad = getattr(hf, "pad_token_id", None)
+        positions -= (1 if pad is None else pad) + 1   # position ids start after the padding index
+    if isinstance(positions, int) and cfg.data.max_length > positions:
+        raise ConfigError("data.max_length", f"{cfg.data.max_length} exceeds the {positions} positions the model "
+                                             f"has (max_position_embeddings of {hf.model_type})")
+    for i, strat in enumerate(strats):
+        try:
+            strategies.check_compatible(strat.name, params[i], hf)
+        except strategies.StrategyError as exc:
+            raise _rebase(cfg, i, exc) from None
+    _check_prefix_caches(cfg, trials, strats, params)
+    return trials
+
+
+def _where(cfg: SweepConfig, trial: TrialConfig, key: str) -> str:
+    """The config path a trial's ``train.<key>`` comes from: its strategy's overrides, or the train section."""
+    strats = normalise_strategies(cfg)
+    i = [strategy_label(s) for s in strats].index(trial.strategy_label)
+    return f"{strategy_path(cfg, i)}.train.{key}" if key in strats[i].train else f"train.{key}"
+
+
+def _rekey(exc: ConfigError, path: str) -> ConfigError:
+    text = str(exc)
+    return ConfigError(path, text[len(exc.path) + 2:] if exc.path and text.startswith(exc.path + ": ") else text)
+
+
+def _check_trains(cfg: SweepConfig, trials: list[TrialConfig]) -> None:
+    """Per-trial train settings (strategies may override the train section): DeepSpeed, prefix cache."""
+    for t in trials:
+        if t.train.deepspeed_config and not Path(t.train.deepspeed_config).is_file():
+            raise ConfigError(_where(cfg, t, "deepspeed_config"), f"file not found: {t.train.deepspeed_config}")
+        try:
+            prefix_cache.check_config(t.train, t.resources)
+        except ConfigError as exc:
+            raise _rekey(exc, _where(cfg, t, "cache_frozen_prefix")) from None
+    ds = [t for t in trials if t.train.backend == "deepspeed"]
+    if ds:
+        check_sweep(ds)   # merged DeepSpeed config of every trial: contradictions, unknown keys, fp16 on CPU
+
+
+def _check_prefix_caches(cfg: SweepConfig, trials: list[TrialConfig], strats: list, params: list[dict]) -> None:
+    """A strategy whose trials cache the frozen prefix must freeze one (checked on a meta-device model)."""
+    for strat, p in zip(strats, params):
+        mine = [t for t in trials if t.strategy_label == strategy_label(strat) and t.train.cache_frozen_prefix]
+        if not mine:
+            continue
+        frozen = strategies.freeze(build_model(cfg.model, mine[0].train, meta=True), strat.name, p)
+        try:
+            prefix_cache.plan(frozen.model, frozen.names)
+        except ConfigError as exc:
+            raise _rekey(exc, _where(cfg, mine[0], "cache_frozen_prefix")) from None
+
+
+def check_local_machine(cfg: SweepConfig, trials: list[TrialConfig] | None = None) -> None:
+    """A local sweep (no ``--address``) runs on this machine: what it cannot provide is an input error now,
+    not trials that fail after loading a model (or wait for resources forever)."""
+    r = cfg.resources
+    cpus = r.num_cpus or os.cpu_count() or 1
+    if r.cpus_per_trial > cpus:
+        raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial:g} exceeds the {cpus} CPUs of this "
+                                                      "machine: no trial could start")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if r.gpus_per_trial > gpus:
+        raise ConfigError("resources.gpus_per_trial", f"{r.gpus_per_trial:g} exceeds the {gpus} GPUs of this "
+                                                      "machine: no trial could start")
+    if gpus:
+        return
+    for trial in trials or expand(cfg):
+        t = trial.train
+        if t.device == "cuda":
+            raise ConfigError(_where(cfg, trial, "device"), "cuda, but this machine has no CUDA device")
+        if t.precision == "fp16":
+            raise ConfigError(_where(cfg, trial, "precision"), "fp16 needs a GPU and this machine has none "
+                              f"(train.device: {t.device} runs on the CPU); use bf16 or fp32")
+
+
+def plan_rows(cfg: SweepConfig, trials: list[TrialConfig]) -> list[dict]:
+    """One row per trial with trainable counts, computed on a meta-device model (no weights loaded)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for strat in normalise_strategies(cfg):
+        model = build_model(cfg.model, next(t.train for t in trials if t.strategy == strat), meta=True)
+        frozen = strategies.freeze(model, strat.name, strat.params)
+        counts[strategy_label(strat)] = (frozen.trainable, frozen.total)
+    rows = []
+    for t in trials:
+        trainable, total = counts[t.strategy_label]
+        rows.append({"trial_id": t.trial_id, "strategy": t.strategy_label, "lr": t.train.lr,
+                     "batch_size": t.train.batch_size, "scheduler": t.train.scheduler,
+                     "grad_clip": t.train.grad_clip, "seed": t.train.seed, "max_steps": t.train.max_steps,
+                     "trainable_params": trainable, "total_params": total,
+                     "trainable_ratio": round(trainable / total, 6)})
+    return rows
+
+
+def format_plan(rows: list[dict], as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps(rows, indent=2)
+    cols = ["strategy", "lr", "batch_size", "scheduler", "grad_clip", "seed", "trainable_params",
+            "total_params", "trainable_ratio"]
+    fmt = {"trainable_params": "{:,}", "total_params": "{:,}", "trainable_ratio": "{:.4f}", "lr": "{:g}"}
+    cells = [[(fmt.get(c, "{}").format(r[c]) if r[c] is not None else "none") for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.append(f"{len(rows)} trials")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""The engine interface the trial loop talks to, and what every engine shares: the loss, autocast dtypes and
+the trainable-state helpers a checkpoint uses."""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Engine", "Examples", "AUTOCAST_DTYPES", "loss_fn", "trainable_state", "load_trainable_state"]
+
+# Which examples a batch holds: (split name, example indices in that split). A frozen-prefix cache keys its
+# entries on it; engines without a cache ignore it.
+Examples = tuple[str, np.ndarray]
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+
+
+class Engine(Protocol):
+    model: torch.nn.Module
+    skipped_steps: int
+
+    def forward(self, batch: dict, examples: Optional[Examples] = None) -> torch.Tensor: ...   # logits
+    def backward(self, loss: torch.Tensor) -> None: ...
+    def step(self) -> float: ...                                   # optimizer step; returns grad norm
+    def current_lr(self) -> float: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+    def trainable_state(self) -> dict[str, torch.Tensor]: ...
+    def load_trainable_state(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters that train (what a checkpoint must hold)."""
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy checkpointed trainable parameters in (device and dtype of the model's own tensors)."""
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+    if missing:
+        raise ValueError(f"checkpoint lacks trainable parameters: {missing[:5]}")
+    unknown = [n for n in tensors if n not in params]
+    if unknown:
+        raise ValueError(f"checkpoint holds unknown parameters: {unknown[:5]}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(device=params[name].device, dtype=params[name].dtype))

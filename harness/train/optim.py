@@ -1,0 +1,46 @@
+"""Optimizer over trainable parameters only, and the learning-rate schedule from ``transformers``."""
+from __future__ import annotations
+
+import torch
+from transformers import get_scheduler
+
+from harness.config import TrainConfig
+
+__all__ = ["param_groups", "build_optimizer", "build_scheduler", "warmup_steps", "SCHEDULES_WITHOUT_WARMUP"]
+
+# In Hugging Face's naming ``constant`` ignores warm-up (``constant_with_warmup`` is the variant with it)
+SCHEDULES_WITHOUT_WARMUP = ("constant",)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on matrices, none on biases and LayerNorm (1-d) parameters. Frozen ones excluded,
+    so they get neither momentum nor weight decay (composer's LayerFreezing caveat)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, train.weight_decay)
+    if not groups:
+        raise ValueError("no trainable parameters: the strategy froze everything")
+    fused = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=train.lr, betas=(0.9, 0.999), eps=1e-8, fused=fused or None)
+
+
+def warmup_steps(train: TrainConfig) -> int:
+    """Warm-up steps: ``round(warmup_ratio * max_steps)`` (0 for schedules that have none)."""
+    if train.scheduler in SCHEDULES_WITHOUT_WARMUP:
+        return 0
+    return int(round(train.warmup_ratio * train.max_steps))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """``transformers.get_scheduler(train.scheduler, ...)`` over ``max_steps`` with ``warmup_steps(train)``: the
+    same schedule a Hugging Face ``Trainer`` run with these settings gets, so runs compare with HF baselines."""
+    return get_scheduler(train.scheduler, optimizer, num_warmup_steps=warmup_steps(train),
+                         num_training_steps=train.max_steps)
