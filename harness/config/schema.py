@@ -172,8 +172,8 @@ class ResourcesConfig:
 @dataclass(frozen=True, config=SECTION)
 class WandbConfig:
     mode: Optional[Literal["offline", "online", "disabled"]] = None   # default: online with a key, else offline
-    project: Str = "freezebench"
-    entity: Optional[Str] = None
+    project: Optional[Str] = None       # default: $WANDB_PROJECT, else "freezebench"
+    entity: Optional[Str] = None        # default: $WANDB_ENTITY, else your W&B default entity
     tags: List[Str] = field(default_factory=list)
 
 

@@ -310,3 +310,14 @@ def test_disabled_mode_starts_no_wandb(tmp_path, cache_dir):
     w_lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("W&B:")]
     assert w_lines == ["W&B: disabled (logging.wandb.mode)"], w_lines
 
+
+
+def test_project_and_entity_follow_wandb_env_when_the_config_leaves_them_unset():
+    from harness.adapters.wandb.mode import entity_of, project_of
+    from harness.config import WandbConfig
+
+    env = {"WANDB_PROJECT": "from-env", "WANDB_ENTITY": "team-env"}
+    assert (project_of(WandbConfig(), env), entity_of(WandbConfig(), env)) == ("from-env", "team-env")
+    assert (project_of(WandbConfig(project="mine", entity="me"), env), entity_of(WandbConfig(entity="me"), env)) \
+        == ("mine", "me")
+    assert (project_of(WandbConfig(), {}), entity_of(WandbConfig(), {})) == ("freezebench", None)
