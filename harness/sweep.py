@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.cli import parser
 from harness.config import SweepConfig, load_config, sweep_schema, to_dict
 from harness.data import tokenize_cache
+from harness.keep_models import keep_models
 from harness.preflight import INPUT_ERRORS, check_local_machine, format_plan, plan_rows, preflight
 from harness.reporting import NoResults, write_report
 from harness.results import write_json_atomic
@@ -126,6 +127,11 @@ def main(argv=None) -> int:
         print(f"no comparison table: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"error: cannot write the comparison table in {sweep_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        keep_models(cfg, trials, sweep_dir, console=print)   # output.save_model: HF folders of the winners
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot save the selected models under {sweep_dir}: {exc}", file=sys.stderr)
         return 1
     wandb_adapter.log_sweep_summary(cfg, sweep_dir, console=print)  # summary run + `wandb sync` hint
     print(f"results: {sweep_dir}/trials/*/result.json")

@@ -30,13 +30,13 @@ def tiny_sweep_dict(tmp_path: Path, **sections) -> dict:
         "name": "tiny",
         "model": {"arch": "bert", "overrides": {"hidden_size": 32, "num_hidden_layers": 2,
                                                 "num_attention_heads": 2, "intermediate_size": 64}},
-        "data": {"source": str(IMDB), "train_size": 256, "eval_size": 64, "max_length": 64},
+        "data": {"source": str(IMDB), "train_size": 256, "val_size": 64, "test_size": 64, "max_length": 64},
         "train": {"max_steps": 12, "eval_every": 4, "lr": 1e-3, "batch_size": 8, "precision": "bf16",
                   "device": "cpu"},
         "strategy": {"name": "freeze_attention"},
         "resources": {"cpus_per_trial": 1},
         "logging": {"wandb": {"mode": "disabled"}},
-        "output": {"dir": str(tmp_path / "results")},
+        "output": {"dir": str(tmp_path / "results"), "save_model": "none"},   # tests that keep models say so
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value

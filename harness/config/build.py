@@ -35,6 +35,49 @@ def build(cls: type, data: Any, path: str = "") -> Any:
         raise ConfigError(where or "<root>", message) from None
 
 
+# keys of 0.1 with their 0.2 names: the test split is evaluated once; choices read the validation split
+RENAMED = {"data.eval_size": "data.test_size", "data.eval_split": "data.test_split",
+           "data.eval_source": "data.test_source"}
+
+
+def _check_renamed(data: Any) -> None:
+    for old, new in RENAMED.items():
+        section, key = old.split(".")
+        if isinstance(data, dict) and isinstance(data.get(section), dict) and key in data[section]:
+            raise ConfigError(old, f"renamed to {new} in freezebench 0.2 (the test split is evaluated once, at the "
+                                   "end; curves, early stopping and selection read the validation split, see "
+                                   "data.val_size)")
+
+
+def _check_data(cfg: SweepConfig) -> None:
+    d, m, t = cfg.data, cfg.model, cfg.train
+    regression = m.num_labels == 1
+    if sum(x is not None for x in (d.val_split, d.val_source)) > 1:
+        raise ConfigError("data.val_source", "set one of data.val_split or data.val_source")
+    if d.val_size == 0 and (d.val_split or d.val_source):
+        raise ConfigError("data.val_size", "0 (no validation set) contradicts data.val_split / data.val_source")
+    if d.curve_eval_size and d.val_size and d.curve_eval_size > d.val_size:
+        raise ConfigError("data.curve_eval_size", f"{d.curve_eval_size} exceeds data.val_size {d.val_size}")
+    if d.train_size is not None and d.train_size < 2:
+        raise ConfigError("data.train_size", "must be at least 2 (one example per class)")
+    if regression and d.label_map is not None:
+        raise ConfigError("data.label_map", "does not apply to regression (model.num_labels: 1): labels are numbers")
+    if t.metric is not None and (t.metric in ("pearson", "spearman")) != regression:
+        kind = "regression (model.num_labels: 1)" if regression else f"classification ({m.num_labels} labels)"
+        allowed = "pearson, spearman" if regression else "accuracy, f1 (2 labels), macro_f1, mcc"
+        raise ConfigError("train.metric", f"{t.metric} does not fit {kind}; use one of {allowed}")
+    if t.metric == "f1" and m.num_labels != 2:
+        raise ConfigError("train.metric", f"f1 is the binary F1 of class 1; with {m.num_labels} labels use macro_f1")
+    if regression and t.label_smoothing:
+        raise ConfigError("train.label_smoothing", "does not apply to regression (model.num_labels: 1)")
+    if d.label_map is not None:
+        ids = list(d.label_map.values())
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ConfigError("data.label_map", f"values must be integer class ids, got {ids}")
+        if sorted(set(ids)) != list(range(m.num_labels)):
+            raise ConfigError("data.label_map", f"class ids {sorted(set(ids))} must be exactly 0..{m.num_labels - 1}")
+
+
 def _cross_check(cfg: SweepConfig) -> None:
     m = cfg.model
     if (m.name is None) == (m.arch is None):
@@ -49,17 +92,7 @@ def _cross_check(cfg: SweepConfig) -> None:
     t = cfg.train
     if es.enabled and es.grace_period > t.max_steps:
         raise ConfigError("search.early_stopping.grace_period", f"{es.grace_period} exceeds train.max_steps {t.max_steps}")
-    d = cfg.data
-    if d.curve_eval_size and d.eval_size and d.curve_eval_size > d.eval_size:
-        raise ConfigError("data.curve_eval_size", f"{d.curve_eval_size} exceeds data.eval_size {d.eval_size}")
-    if d.train_size is not None and d.train_size < 2:
-        raise ConfigError("data.train_size", "must be at least 2 (one review per class)")
-    if d.label_map is not None:
-        ids = list(d.label_map.values())
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            raise ConfigError("data.label_map", f"values must be integer class ids, got {ids}")
-        if sorted(set(ids)) != list(range(m.num_labels)):
-            raise ConfigError("data.label_map", f"class ids {sorted(set(ids))} must be exactly 0..{m.num_labels - 1}")
+    _check_data(cfg)
     r = cfg.resources
     if r.num_cpus is not None and r.cpus_per_trial > r.num_cpus:
         raise ConfigError("resources.cpus_per_trial", f"{r.cpus_per_trial} exceeds resources.num_cpus {r.num_cpus}")
@@ -95,6 +128,8 @@ def strategy_train(base: TrainConfig, overrides: dict, where: str) -> TrainConfi
         raise ConfigError(where, f"expected a mapping of train settings, got {overrides!r}")
     if "seed" in overrides:
         raise ConfigError(f"{where}.seed", "seeds come from search.seed (or train.seed), not from a strategy")
+    if "metric" in overrides:
+        raise ConfigError(f"{where}.metric", "every strategy is compared on one metric: set train.metric")
     build(TrainConfig, overrides, where)   # unknown keys, types and ranges, named at the override
     merged = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)}
     merged.update(overrides)
@@ -135,6 +170,7 @@ def _check_search(search: SearchConfig) -> None:
 
 def build_config(data: Any) -> SweepConfig:
     """Validate a plain mapping (as parsed from YAML) into a :class:`SweepConfig`."""
+    _check_renamed(data)
     cfg = build(SweepConfig, data)
     _cross_check(cfg)
     return cfg

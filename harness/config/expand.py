@@ -6,8 +6,9 @@ import hashlib
 import itertools
 import json
 import re
-from pydantic.dataclasses import dataclass
 from typing import Any
+
+from pydantic.dataclasses import dataclass
 
 from harness.config.build import build, strategy_train, to_dict
 from harness.config.schema import (SECTION, ConfigError, DataConfig, LoggingConfig, ModelConfig, OutputConfig,
@@ -136,8 +137,18 @@ def expand(cfg: SweepConfig) -> list[TrialConfig]:
     return trials
 
 
+def _str_keys(obj: Any) -> Any:
+    """Mapping keys as strings: a label_map may mix int and str keys (hub ids and TSV names), which json cannot
+    sort."""
+    if isinstance(obj, dict):
+        return {str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_str_keys(v) for v in obj]
+    return obj
+
+
 def config_hash(trial: TrialConfig) -> str:
     """Stable hash of a trial's resolved configuration (used to check resumes against the same plan)."""
     canonical = trial_from_dict(trial.to_dict()).to_dict()   # re-validated: 0 and 0.0 hash alike wherever it was built
-    blob = json.dumps(canonical, sort_keys=True, default=str).encode()
+    blob = json.dumps(_str_keys(canonical), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -42,7 +42,15 @@ def _none_as_empty(value: Any) -> Any:
 # a sweep name is a folder name (results/<name>/). Its own constraints rather than Str plus a pattern: pydantic
 # versions disagree on which of two patterns on one string wins.
 NAME = StringConstraints(strict=True, min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-Section = Annotated[T, BeforeValidator(_none_as_empty)]    # a section left empty (`train:`) takes the defaults
+Section = Annotated[T, BeforeValidator(_none_as_empty)]
+
+
+def _text_keys(value: Any) -> Any:
+    """A label map's raw labels as strings: YAML reads `0:` as an int and `entailment:` as a string, and a map
+    holding both (hub ids and TSV names) could not be sorted, hashed or logged."""
+    if isinstance(value, dict):
+        return {(str(k) if not isinstance(k, str) else k): v for k, v in value.items()}
+    return value    # a section left empty (`train:`) takes the defaults
 Axis = Optional[Annotated[List[T], Field(min_length=1)]]  # a search axis: absent, or a non-empty list
 
 
@@ -62,24 +70,38 @@ class ModelConfig:
     arch: Optional[Literal["bert", "roberta", "distilbert", "electra"]] = None
     overrides: dict = field(default_factory=dict)   # HF config overrides (hidden_size, num_hidden_layers, ...)
     tokenizer: Optional[Str] = None     # tokenizer source; default: model.name, or the packaged MiniLM for arch
-    num_labels: Annotated[Int, Field(ge=2)] = 2
+    # 2 or more: classification (cross-entropy); 1: regression (MSE on float labels, e.g. STS-B)
+    num_labels: Annotated[Int, Field(ge=1)] = 2
     revision: Optional[Str] = None
     trust_remote_code: Bool = False     # never enabled implicitly
 
 
 @dataclass(frozen=True, config=SECTION)
 class DataConfig:
-    source: Str = "stanfordnlp/imdb"    # hub id, parquet folder, aclImdb folder, or a csv/jsonl/parquet file
-    format: Literal["auto", "hub", "parquet_dir", "aclimdb", "csv", "jsonl", "parquet"] = "auto"
-    eval_source: Optional[Str] = None   # separate evaluation file (file formats); else a held-out part
+    # hub id (stanfordnlp/imdb, nyu-mll/glue), a folder of split files (train.parquet / train.tsv / ...), an
+    # aclImdb folder, or one csv/tsv/jsonl/parquet file
+    source: Str = "stanfordnlp/imdb"
+    format: Literal["auto", "hub", "parquet_dir", "split_dir", "aclimdb", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    config_name: Optional[Str] = None   # hub data set configuration, e.g. rte for nyu-mll/glue
     train_split: Str = "train"
-    eval_split: Str = "test"
+    # validation: every choice (curves, early stopping, searchers, each strategy's best configuration) reads it.
+    # A split of the source (val_split), a file (val_source), or val_size examples carved from the training
+    # split (balanced, seeded, never trained on). val_size null: min(1000, 10% of the training split); 0: no
+    # validation set (choices then read the test split, and the report says the selection is optimistic).
+    val_split: Optional[Str] = None
+    val_source: Optional[Str] = None
+    val_size: Optional[Annotated[Int, Field(ge=0)]] = None
+    # test: evaluated once per trial, at the end; the summary reports the selected configurations' test numbers
+    test_split: Str = "test"
+    test_source: Optional[Str] = None   # a separate test file (file formats); else the split, or a held-out 20%
+    test_size: Optional[Annotated[Int, Field(gt=0)]] = None    # balanced test subset (None: all)
     text_column: Str = "text"
+    text_pair_column: Optional[Str] = None   # second text of a sentence pair (RTE, MRPC, STS-B): tokenized together
     label_column: Str = "label"
-    label_map: Optional[dict] = None    # raw label -> class id, e.g. {negative: 0, positive: 1}
+    # raw label -> class id, e.g. {negative: 0, positive: 1}; keys are compared as text (1, "1" and 1.0 alike)
+    label_map: Optional[Annotated[dict, BeforeValidator(_text_keys)]] = None
     train_size: Optional[Annotated[Int, Field(gt=0)]] = None   # balanced training subset (None: all)
-    eval_size: Optional[Annotated[Int, Field(gt=0)]] = None    # evaluation subset for the final evaluation (None: all)
-    curve_eval_size: Optional[Annotated[Int, Field(gt=0)]] = None  # first K eval reviews used every eval_every steps
+    curve_eval_size: Optional[Annotated[Int, Field(gt=0)]] = None  # first K validation examples, every eval_every
     max_length: Annotated[Int, Field(ge=8, le=8192)] = 256
     clean_html: Bool = True             # replace "<br />" tags with spaces
     seed: Annotated[Int, Field(ge=0)] = 0   # seed of the subset draws (fixed across trials)
@@ -115,6 +137,9 @@ class TrainConfig:
     compile: Bool = False                          # torch.compile the model
     # a loss above this (or NaN/inf) ends the trial: diverged
     diverge_loss: Annotated[float, Field(gt=0), NUMBER] = 1e4
+    # the selection metric (curves, early stopping, searchers, selection, the table): null = accuracy for
+    # classification, pearson for regression; accuracy is always recorded alongside for classification
+    metric: Optional[Literal["accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"]] = None
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -187,6 +212,10 @@ class LoggingConfig:
 class OutputConfig:
     dir: Str = "results"                 # results/<sweep name>/...
     plots: Bool = True
+    # Hugging Face folders of the trained models: best = the selected configuration of each strategy (its seed
+    # with the best validation score) in results/<sweep>/models/<strategy>/; all = every ok trial, in its trial
+    # folder; none = keep nothing. Until the sweep ends every ok trial keeps its trainable weights (for best).
+    save_model: Literal["none", "best", "all"] = "best"
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from harness.data.errors import DataError
 from harness.data.sources import check_source, fingerprint, resolve_format, source_files
-from harness.data.splits import HOLDOUT_FRACTION, Splits, load_splits
+from harness.data.splits import HOLDOUT_FRACTION, Splits, Subset, load_splits
 from harness.data.validate import MAX_TEXT_CHARS, clean_html
 
-__all__ = ["DataError", "Splits", "MAX_TEXT_CHARS", "HOLDOUT_FRACTION", "resolve_format", "check_source",
+__all__ = ["DataError", "Splits", "Subset", "MAX_TEXT_CHARS", "HOLDOUT_FRACTION", "resolve_format", "check_source",
            "source_files", "fingerprint", "load_splits", "clean_html"]

@@ -70,34 +70,46 @@ class BatchStream(Iterator[np.ndarray]):
         self.epoch, self.index, self._order = int(state["epoch"]), int(state["index"]), None
 
 
-def _drop_words(ids: torch.Tensor, rand: torch.Tensor, p: float, keep: torch.Tensor) -> torch.Tensor:
+def _kept(ids: torch.Tensor, rand: torch.Tensor, p: float, keep: torch.Tensor) -> torch.Tensor:
     special = torch.isin(ids, keep)
     kept = special | (rand >= p)
     content = ~special
     if content.any() and not (kept & content).any():
         kept[int(rand.masked_fill(special, -1.0).argmax())] = True   # never drop every word
-    return ids[kept]
+    return kept
 
 
 def collate(seqs: list[np.ndarray], labels: Sequence[int] | np.ndarray, pad_id: int, *,
             word_dropout: float = 0.0, generator: torch.Generator | None = None,
-            keep_ids: Collection[int] = frozenset()) -> dict:
-    """Pad ``seqs`` to the longest in the batch: ``input_ids``, ``attention_mask``, ``labels``, ``n_tokens``.
+            keep_ids: Collection[int] = frozenset(), type_ids: list[np.ndarray] | None = None) -> dict:
+    """Pad ``seqs`` to the longest in the batch: ``input_ids``, ``attention_mask``, ``labels`` (int64 class ids,
+    or float32 values for float labels), ``n_tokens``, and ``token_type_ids`` when ``type_ids`` are given
+    (sentence pairs; padded with 0).
 
     With ``word_dropout`` p > 0 each token not in ``keep_ids`` (CLS, SEP, ...) is removed with probability
     p, drawn from ``generator``; at least one such token of every sequence survives.
     """
     tensors = [torch.as_tensor(np.asarray(s), dtype=torch.int64) for s in seqs]
+    types = None if type_ids is None else [torch.as_tensor(np.asarray(t), dtype=torch.int64) for t in type_ids]
     if word_dropout > 0:
         keep = torch.tensor(sorted(keep_ids), dtype=torch.int64)
         rand = torch.rand(sum(len(t) for t in tensors), generator=generator).split([len(t) for t in tensors])
-        tensors = [_drop_words(t, r, word_dropout, keep) for t, r in zip(tensors, rand)]
+        masks = [_kept(t, r, word_dropout, keep) for t, r in zip(tensors, rand)]
+        tensors = [t[m] for t, m in zip(tensors, masks)]
+        types = None if types is None else [t[m] for t, m in zip(types, masks)]
     width = max((len(t) for t in tensors), default=0)
     input_ids = torch.full((len(tensors), width), pad_id, dtype=torch.int64)
     attention_mask = torch.zeros((len(tensors), width), dtype=torch.int64)
     for row, t in enumerate(tensors):
         input_ids[row, :len(t)] = t
         attention_mask[row, :len(t)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "labels": torch.as_tensor(np.asarray(labels), dtype=torch.int64),
-            "n_tokens": int(attention_mask.sum())}
+    labels = np.asarray(labels)
+    out = {"input_ids": input_ids, "attention_mask": attention_mask,
+           "labels": torch.as_tensor(labels, dtype=torch.float32 if labels.dtype.kind == "f" else torch.int64),
+           "n_tokens": int(attention_mask.sum())}
+    if types is not None:
+        token_type_ids = torch.zeros((len(types), width), dtype=torch.int64)
+        for row, t in enumerate(types):
+            token_type_ids[row, :len(t)] = t
+        out["token_type_ids"] = token_type_ids
+    return out

@@ -1,10 +1,12 @@
-"""Tokenize the splits once and cache them as one ``.npz`` shared by every trial of a sweep.
+"""Tokenize the three splits once and cache them as one ``.npz`` shared by every trial of a sweep.
 
 The cache key hashes the source fingerprint (stat info, no reading) with every option that changes the
 token ids, so ``prepare`` answers a repeated call without reading the data or calling the tokenizer.
-The file holds, per split, the flat int32 ids, int64 offsets and int64 labels, plus a JSON ``meta`` string
-(info, fingerprint, tokenizer id, pad and special token ids). It is written to a temporary file and moved
-into place with ``os.replace``, so a reader never sees a partial file.
+The file holds, per split (train, val, test), the flat int32 ids, int64 offsets, the labels (int64 class ids,
+or float64 values for regression) and, for sentence pairs on a model that has them, the flat int8 token type
+ids; plus a JSON ``meta`` string (info, fingerprint, tokenizer id, pad and special token ids). Pairs are
+tokenized together (``tokenizer(text, text_pair)``, truncating the longer one first). The file is written to a
+temporary file and moved into place with ``os.replace``, so a reader never sees a partial file.
 """
 from __future__ import annotations
 
@@ -25,19 +27,23 @@ import numpy as np
 from harness.config import DataConfig
 from harness.data import check_source, fingerprint, load_splits
 
-__all__ = ["CACHE_VERSION", "TokenizedSplit", "TokenizedData", "cache_key", "default_cache_dir", "prepare", "load"]
+__all__ = ["CACHE_VERSION", "SPLITS", "TokenizedSplit", "TokenizedData", "cache_key", "default_cache_dir", "prepare",
+           "load", "uses_token_types"]
 
-CACHE_VERSION = 1          # bump when the subset draw or the file layout changes
+CACHE_VERSION = 2          # bump when the subset draw or the file layout changes (2: val/test, pairs, regression)
 _BATCH = 1000              # texts per tokenizer call
 _ARRAYS = ("ids", "offsets", "labels")
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class TokenizedSplit:
-    """Token ids (one int32 array per review, special tokens included, unpadded) and int64 labels."""
+    """Token ids (one int32 array per example, special tokens included, unpadded), labels (int64 class ids or
+    float64 values) and, for pairs on a model with segment embeddings, token type ids (one int8 array each)."""
 
     input_ids: list[np.ndarray]
     labels: np.ndarray
+    token_type_ids: list[np.ndarray] | None = None
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -50,12 +56,16 @@ class TokenizedSplit:
 
 @dataclass(frozen=True)
 class TokenizedData:
-    """Both tokenized splits, the cache key and the meta record written with them."""
+    """The tokenized train, validation (possibly empty) and test splits, the cache key and the meta record."""
 
     train: TokenizedSplit
-    eval: TokenizedSplit
+    val: TokenizedSplit
+    test: TokenizedSplit
     key: str
     meta: dict
+
+    def split(self, name: str) -> TokenizedSplit:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
 def cache_key(cfg: DataConfig, fingerprint: str, tokenizer_id: str, num_labels: int = 2) -> str:
@@ -63,10 +73,11 @@ def cache_key(cfg: DataConfig, fingerprint: str, tokenizer_id: str, num_labels: 
     label_map = None if cfg.label_map is None else sorted((repr(k), v) for k, v in cfg.label_map.items())
     payload = {
         "version": CACHE_VERSION, "fingerprint": fingerprint, "tokenizer": tokenizer_id,
-        "max_length": cfg.max_length, "train_size": cfg.train_size, "eval_size": cfg.eval_size,
-        "seed": cfg.seed, "clean_html": cfg.clean_html, "columns": [cfg.text_column, cfg.label_column],
-        "label_map": label_map, "splits": [cfg.train_split, cfg.eval_split], "eval_source": cfg.eval_source,
-        "num_labels": num_labels,
+        "max_length": cfg.max_length, "sizes": [cfg.train_size, cfg.val_size, cfg.test_size],
+        "seed": cfg.seed, "clean_html": cfg.clean_html,
+        "columns": [cfg.text_column, cfg.text_pair_column, cfg.label_column], "label_map": label_map,
+        "splits": [cfg.train_split, cfg.val_split, cfg.test_split], "config_name": cfg.config_name,
+        "sources": [cfg.val_source, cfg.test_source], "num_labels": num_labels,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -82,18 +93,32 @@ def _usable(path: Path) -> bool:
             names = set(zf.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
-    return {f"{s}_{a}.npy" for s in ("train", "eval") for a in _ARRAYS} | {"meta.npy"} <= names
+    return {f"{s}_{a}.npy" for s in SPLITS for a in _ARRAYS} | {"meta.npy"} <= names
 
 
-def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def uses_token_types(tokenizer: Any) -> bool:
+    """Whether the model reads segment ids (BERT, ELECTRA, DeBERTa do; RoBERTa, DistilBERT, ModernBERT do not)."""
+    return "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+
+
+def _tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(flat int32 ids, int64 offsets, flat int8 token types or None)."""
     ids: list[list[int]] = []
+    types: list[list[int]] | None = [] if pairs is not None and uses_token_types(tokenizer) else None
     for start in range(0, len(texts), _BATCH):
-        enc = tokenizer(texts[start:start + _BATCH], truncation=True, max_length=max_length, padding=False,
-                        add_special_tokens=True, return_attention_mask=False, return_token_type_ids=False)
+        second = None if pairs is None else pairs[start:start + _BATCH]
+        enc = tokenizer(texts[start:start + _BATCH], second, truncation=True, max_length=max_length,
+                        padding=False, add_special_tokens=True, return_attention_mask=False,
+                        return_token_type_ids=types is not None)
         ids += enc["input_ids"]
+        if types is not None:
+            types += enc["token_type_ids"]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
-    return flat, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat_types = None if types is None else \
+        np.fromiter(itertools.chain.from_iterable(types), dtype=np.int8, count=int(lengths.sum()))
+    return flat, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), flat_types
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -128,12 +153,13 @@ def prepare(cfg: DataConfig, tokenizer: Any, tokenizer_id: str, num_labels: int 
     t1 = time.perf_counter()
     arrays: dict[str, np.ndarray] = {}
     at_max = {}
-    for name, texts, labels in (("train", splits.train_texts, splits.train_labels),
-                                ("eval", splits.eval_texts, splits.eval_labels)):
-        flat, offsets = _tokenize(tokenizer, texts, cfg.max_length)
-        arrays.update({f"{name}_ids": flat, f"{name}_offsets": offsets,
-                       f"{name}_labels": np.asarray(labels, dtype=np.int64)})
-        at_max[name] = float(np.mean(np.diff(offsets) >= cfg.max_length)) if len(texts) else 0.0
+    for name in SPLITS:
+        subset = getattr(splits, name)
+        flat, offsets, types = _tokenize(tokenizer, subset.texts, subset.pairs, cfg.max_length)
+        arrays.update({f"{name}_ids": flat, f"{name}_offsets": offsets, f"{name}_labels": subset.labels})
+        if types is not None:
+            arrays[f"{name}_types"] = types
+        at_max[name] = float(np.mean(np.diff(offsets) >= cfg.max_length)) if len(subset) else 0.0
     t2 = time.perf_counter()
     meta = {
         "version": CACHE_VERSION, "key": key, "fingerprint": splits.fingerprint, "tokenizer_id": tokenizer_id,
@@ -143,7 +169,8 @@ def prepare(cfg: DataConfig, tokenizer: Any, tokenizer_id: str, num_labels: int 
     }
     arrays["meta"] = np.array(json.dumps(meta))
     _save(path, arrays)
-    log(f"tokenized {len(splits.train_texts):,} train + {len(splits.eval_texts):,} eval reviews "
+    what = "pairs" if cfg.text_pair_column else "examples"
+    log(f"tokenized {len(splits.train):,} train + {len(splits.val):,} validation + {len(splits.test):,} test {what} "
         f"(max_length {cfg.max_length}; {at_max['train']:.0%} of train reach it) in {t2 - t0:.1f}s -> {path}")
     return path
 
@@ -156,6 +183,7 @@ def load(path: str | Path) -> TokenizedData:
     """Read a cache file written by :func:`prepare` (no pickle)."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
-        splits = [TokenizedSplit(_unflatten(z[f"{s}_ids"], z[f"{s}_offsets"]), z[f"{s}_labels"])
-                  for s in ("train", "eval")]
-    return TokenizedData(splits[0], splits[1], meta["key"], meta)
+        splits = [TokenizedSplit(_unflatten(z[f"{s}_ids"], z[f"{s}_offsets"]), z[f"{s}_labels"],
+                                 _unflatten(z[f"{s}_types"], z[f"{s}_offsets"]) if f"{s}_types" in z.files else None)
+                  for s in SPLITS]
+    return TokenizedData(*splits, meta["key"], meta)

@@ -27,18 +27,28 @@ def _is_missing(value: Any) -> bool:
         (isinstance(value, str) and not value.strip())
 
 
-def _text(value: Any, part: Part, i: int, clean: bool) -> str:
+def _text(value: Any, part: Part, i: int, clean: bool, what: str = "text") -> str:
     if not isinstance(value, str):
         if _is_missing(value):
-            raise DataError(f"{part.where(i)}: text is missing")
-        raise DataError(f"{part.where(i)}: text must be a string, got {type(value).__name__} {str(value)[:40]!r}")
+            raise DataError(f"{part.where(i)}: {what} is missing")
+        raise DataError(f"{part.where(i)}: {what} must be a string, got {type(value).__name__} {str(value)[:40]!r}")
     if len(value) > MAX_TEXT_CHARS:
-        raise DataError(f"{part.where(i)}: text has {len(value):,} characters, over the limit of "
+        raise DataError(f"{part.where(i)}: {what} has {len(value):,} characters, over the limit of "
                         f"{MAX_TEXT_CHARS:,}; refusing it (a broken quote or delimiter?)")
     if clean and "<" in value:
         value = clean_html(value)
     if not value.strip():
-        raise DataError(f"{part.where(i)}: text is empty or whitespace-only")
+        raise DataError(f"{part.where(i)}: {what} is empty or whitespace-only")
+    return value
+
+
+def _score(raw: Any, part: Part, i: int) -> float:
+    """A regression label (``model.num_labels: 1``): any finite number."""
+    if _is_missing(raw):
+        raise DataError(f"{part.where(i)}: label is missing ({'empty' if isinstance(raw, str) else 'NaN or null'})")
+    value = _as_number(raw)
+    if value is None or not math.isfinite(value):
+        raise DataError(f"{part.where(i)}: label {raw!r} is not a finite number (regression: model.num_labels 1)")
     return value
 
 
@@ -58,13 +68,12 @@ def _label(raw: Any, part: Part, i: int, label_map: dict | None, num_labels: int
         raise DataError(f"{part.where(i)}: label is missing ({'empty' if isinstance(raw, str) else 'NaN or null'})")
     if label_map is not None:
         number = _as_number(raw)
-        candidates = [raw, str(raw).strip()] + ([int(number)] if number is not None and number.is_integer() else [])
-        for key in candidates:
-            if isinstance(key, (str, int, float)) and key in label_map:
+        keys = [str(raw).strip()]
+        if number is not None and number.is_integer():
+            keys.append(str(int(number)))                        # 1, "1", 1.0 and "1.0" find the key "1"
+        for key in keys:
+            if key in label_map:
                 return label_map[key]
-        str_keys = {str(k): v for k, v in label_map.items()}
-        if str(raw).strip() in str_keys:
-            return str_keys[str(raw).strip()]
         raise DataError(f"{part.where(i)}: label {raw!r} is not in data.label_map; allowed: "
                         f"{', '.join(map(repr, label_map))}")
     value = raw
@@ -82,13 +91,21 @@ def _label(raw: Any, part: Part, i: int, label_map: dict | None, num_labels: int
                     "set data.label_map to map raw labels")
 
 
-def validate_parts(parts: list[Part], cfg: DataConfig, num_labels: int) -> tuple[list[str], np.ndarray]:
+def validate_parts(parts: list[Part], cfg: DataConfig, num_labels: int
+                   ) -> tuple[list[str], list[str] | None, np.ndarray]:
+    """(texts, second texts or None, labels): int64 class ids, or float64 values for regression."""
     texts: list[str] = []
-    labels: list[int] = []
+    pairs: list[str] | None = [] if cfg.text_pair_column is not None else None
+    labels: list = []
     for part in parts:
         texts += [_text(t, part, i, cfg.clean_html) for i, t in enumerate(part.texts)]
-        labels += [_label(x, part, i, cfg.label_map, num_labels) for i, x in enumerate(part.labels)]
-    return texts, np.asarray(labels, dtype=np.int64)
+        if pairs is not None:
+            pairs += [_text(t, part, i, cfg.clean_html, "text pair") for i, t in enumerate(part.pairs)]
+        if num_labels == 1:
+            labels += [_score(x, part, i) for i, x in enumerate(part.labels)]
+        else:
+            labels += [_label(x, part, i, cfg.label_map, num_labels) for i, x in enumerate(part.labels)]
+    return texts, pairs, np.asarray(labels, dtype=np.float64 if num_labels == 1 else np.int64)
 
 
 def class_counts(labels: np.ndarray, num_labels: int) -> list[int]:

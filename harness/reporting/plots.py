@@ -126,7 +126,7 @@ def write_plots(results: Sequence[dict], summary: Sequence[dict], out_dir: str |
     best = {k: v for k, v in best_configs(results).items() if v[0] is not None}
     colors = _colors([s["strategy"] for s in summary])
     made = {
-        "accuracy": _curves(best, colors, "eval_accuracy", "eval accuracy (curve subset)",
+        "accuracy": _curves(best, colors, "val_score", "validation score (curve subset)",
                             "Eval accuracy vs step, best config per strategy (mean, band = min–max over seeds)",
                             out / PLOT_FILES["accuracy"]),
         "train_loss": _curves(best, colors, "train_loss", "train loss (mean since previous eval)",

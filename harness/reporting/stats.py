@@ -66,7 +66,7 @@ def second_half_mad(points: Sequence[tuple[int, float]], max_step: float) -> flo
 
 def steps_to(history: Any, threshold: float) -> int | None:
     """First evaluation step whose eval_accuracy >= threshold; None if never reached."""
-    return next((s for s, v in series(history, "eval_accuracy") if v >= threshold), None)
+    return next((s for s, v in series(history, "val_score") if v >= threshold), None)
 
 
 def seed_stats(values: Sequence[float]) -> dict[str, float | None]:
@@ -162,13 +162,13 @@ def summary_columns(varied: Sequence[str] = ()) -> list[str]:
 
 def last_step(r: dict) -> int:
     """Highest step a trial reached: final.step, the number of optimizer steps, or its last evaluation."""
-    steps = [num(_get(r, "final", "step")), num(r.get("stopped_at_step")), len(r.get("train_losses") or [])]
-    steps += [s for s, _ in series(r.get("history"), "eval_accuracy")]
+    steps = [num(_get(r, "test", "step")), num(r.get("stopped_at_step")), len(r.get("train_losses") or [])]
+    steps += [s for s, _ in series(r.get("history"), "val_score")]
     return int(max((s for s in steps if s is not None), default=0))
 
 
 def _ok_accs(trials: Sequence[dict]) -> list[float]:
-    accs = [num(_get(r, "final", "eval_accuracy")) for r in trials if _status(r) == "ok"]
+    accs = [num(_get(r, "test", "score")) for r in trials if _status(r) == "ok"]
     return [a for a in accs if a is not None]
 
 
@@ -179,7 +179,7 @@ def roughness(result: dict, field: str) -> float | None:
 
 
 def _group_row(trials: Sequence[dict], varied: Sequence[str]) -> dict[str, Any]:
-    ok = [r for r in trials if _status(r) == "ok" and num(_get(r, "final", "eval_accuracy")) is not None]
+    ok = [r for r in trials if _status(r) == "ok" and num(_get(r, "test", "score")) is not None]
     first, hp = trials[0], hparams_of(trials[0])
     params = next((r["params"] for r in trials if isinstance(r.get("params"), dict)), {})
 
@@ -188,7 +188,7 @@ def _group_row(trials: Sequence[dict], varied: Sequence[str]) -> dict[str, Any]:
 
     row = {"strategy": _strategy(first), **{k: hp.get(k) for k in AXES}, "n_seeds": len(trials), "n_ok": len(ok),
            **seed_stats(_ok_accs(ok)),
-           "oscillation": _mean(per_trial(lambda r: roughness(r, "eval_accuracy"))),
+           "oscillation": _mean(per_trial(lambda r: roughness(r, "val_score"))),
            "loss_roughness": _mean(per_trial(lambda r: roughness(r, "train_loss"))),
            "trainable_params": params.get("trainable"), "total_params": params.get("total"),
            "trainable_ratio": num(params.get("ratio")),
@@ -203,7 +203,7 @@ def _group_row(trials: Sequence[dict], varied: Sequence[str]) -> dict[str, Any]:
     ok_ids = {id(r) for r in ok}  # an "ok" trial without a final accuracy is malformed: counted as failed
     row["n_failed"] += sum(1 for r in trials if _status(r) == "ok" and id(r) not in ok_ids)
     row["max_step_reached"] = max(last_step(r) for r in trials)
-    finals = [num(_get(r, "final", "step")) for r in ok]
+    finals = [num(_get(r, "test", "step")) for r in ok]
     row["final_step"] = int(max(f for f in finals if f is not None)) if any(f is not None for f in finals) else None
     row.update({k: hp.get(k) for k in varied})
     return row

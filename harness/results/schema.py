@@ -7,8 +7,12 @@ meaning of each number is in ``docs/metrics.md``.
 
 Versions:
 
-* ``freezebench.trial/1`` (0.1): loads, upgraded in memory (nothing is rewritten).
-* ``freezebench.trial/2`` (0.2): this module.
+* ``freezebench.trial/1`` (0.1): curves and the final number on the test split, accuracy only; loads, upgraded in
+  memory (nothing is rewritten): its test numbers become ``test``, its curve the ``val_*`` curve, and
+  ``selected_on`` says ``test`` (a report over it says its selection is optimistic).
+* ``freezebench.trial/2`` (0.2): this module. Curves, early stopping and selection read the validation split
+  (``history`` ``val_*``, ``val``); the test split is evaluated once, at the end (``test``, with per-example
+  predictions in ``predictions.parquet`` beside ``result.json``).
 """
 from __future__ import annotations
 
@@ -38,13 +42,14 @@ class ResultSchemaError(ValueError):
 
 
 class HistoryRow(TypedDict, total=False):
-    """One evaluation during training (``history``)."""
+    """One evaluation during training (``history``), on the validation curve subset. Besides these keys a row has
+    ``val_<metric>`` for every metric of the task (``val_accuracy``, ``val_f1``, ...)."""
 
     step: int
     epoch: float
     train_loss: Optional[float]       # mean training loss since the previous evaluation
-    eval_loss: float
-    eval_accuracy: float
+    val_loss: float
+    val_score: float                  # the selection metric (``metric.name``) on the curve subset
     lr: float
     grad_norm: Optional[float]
     samples_per_s: Optional[float]
@@ -93,10 +98,15 @@ class TrialResult(TypedDict, total=False):
     hparams: dict                      # HPARAM_KEYS of the resolved train section
     config: dict                       # the whole resolved TrialConfig
     params: Optional[ParamCounts]
+    metric: MetricInfo
+    selected_on: str                   # validation | test (no validation set: the selection is optimistic)
     history: list[HistoryRow]
     train_losses: list[float]          # one per optimizer step
-    final: Optional[dict]              # the final evaluation
-    best: Optional[dict]
+    val: Optional[EvalRecord]          # the whole validation set after the last step
+    test: Optional[EvalRecord]         # the test split, evaluated once, after the last step
+    predictions: Optional[str]         # PREDICTIONS_FILE when the test predictions were written
+    best: Optional[dict]               # {"score", "step"}: the best evaluation of the validation curve
+    model_dir: Optional[str]           # the saved Hugging Face folder (output.save_model)
     throughput: Optional[dict]
     timing: Optional[dict]
     memory: Optional[dict]
@@ -126,15 +136,17 @@ def _identity(trial: TrialConfig) -> TrialResult:
 def new_result(trial: TrialConfig) -> TrialResult:
     """The record of a trial that starts now (status ``running``, nothing measured yet)."""
     return TrialResult(**_identity(trial), status="running", reason=None, params=None, history=[], train_losses=[],
-                       final=None, best=None, throughput=None, timing=None, memory=None, skipped_steps=0,
-                       resumed_from_step=None, started_at=now(), finished_at=None, env=environment())
+                       val=None, test=None, predictions=None, best=None, throughput=None, timing=None, memory=None,
+                       skipped_steps=0, resumed_from_step=None, model_dir=None, started_at=now(), finished_at=None,
+                       env=environment())
 
 
 def failed_result(trial: TrialConfig, reason: str) -> TrialResult:
     """The record of a trial that failed without writing one itself (it never started, or its worker died)."""
     return TrialResult(**_identity(trial), status="failed", reason=reason, params=None, history=[], train_losses=[],
-                       final=None, best=None, throughput=None, timing=None, memory=None, skipped_steps=0,
-                       resumed_from_step=None, started_at=None, finished_at=now(), env={})
+                       val=None, test=None, predictions=None, best=None, throughput=None, timing=None, memory=None,
+                       skipped_steps=0, resumed_from_step=None, model_dir=None, started_at=None, finished_at=now(),
+                       env={})
 
 
 def upgrade(data: Any, where: str = "result") -> TrialResult:
@@ -145,14 +157,37 @@ def upgrade(data: Any, where: str = "result") -> TrialResult:
     if schema not in SCHEMAS:
         raise ResultSchemaError(f"{where}: schema {schema!r} cannot be read by this freezebench (it reads "
                                 f"{', '.join(SCHEMAS)}); re-run the trial or use the freezebench that wrote it")
-    out = dict(data)
-    if schema == "freezebench.trial/1":
-        out["schema"] = RESULT_SCHEMA
-        out.setdefault("upgraded_from", schema)
+    out = _from_schema_1(data) if schema == "freezebench.trial/1" else dict(data)
     for key in ("trial_id", "status"):
         if key not in out:
             raise ResultSchemaError(f"{where}: missing {key!r}")
     return TrialResult(**out)
+
+
+def _from_schema_1(data: dict) -> dict:
+    """0.1 evaluated its curve and its final number on the test split, accuracy only: that number becomes
+    ``test``, the curve the ``val_*`` curve, and ``selected_on: test`` says the selection read the test split."""
+    out = {k: v for k, v in data.items() if k != "final"}
+    out.update(schema=RESULT_SCHEMA, upgraded_from=data["schema"], selected_on="test", val=None,
+               metric={"name": "accuracy", "mode": "max", "task": "classification"})
+    final = data.get("final")
+    out["test"] = None if not isinstance(final, dict) else {
+        "split": "test", "step": final.get("step"), "loss": final.get("eval_loss"),
+        "score": final.get("eval_accuracy"), "metrics": {"accuracy": final.get("eval_accuracy")},
+        "size": final.get("eval_size")}
+    history = []
+    for row in data.get("history") or []:
+        row = dict(row)
+        if "eval_accuracy" in row:
+            row["val_score"] = row["val_accuracy"] = row.pop("eval_accuracy")
+        if "eval_loss" in row:
+            row["val_loss"] = row.pop("eval_loss")
+        history.append(row)
+    out["history"] = history
+    best = data.get("best")
+    if isinstance(best, dict) and "eval_accuracy" in best:
+        out["best"] = {"score": best["eval_accuracy"], "step": best.get("step")}
+    return out
 
 
 def load_result(path: str | Path) -> TrialResult:

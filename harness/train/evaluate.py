@@ -1,32 +1,63 @@
-"""Evaluation of a model on a set of examples, batched by length (padding never changes the answer)."""
+"""Evaluation of a model on examples of one split: batched by length (padding never changes the answer), under
+``torch.inference_mode``, scored with the task's metrics (harness.results.metrics)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from harness.data import batching
 from harness.data.tokenize_cache import TokenizedSplit
+from harness.results.metrics import predictions_from_outputs, score_all
 from harness.train.engines import Engine, loss_fn
 
-__all__ = ["evaluate", "to_device"]
+__all__ = ["Evaluation", "evaluate", "to_device", "collate_split"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of one evaluation: mean loss, every metric of the task, and per example (in ``example_ids``
+    order) the raw outputs (logits, or the regression value), the predictions and the labels."""
+
+    loss: float
+    metrics: dict[str, float]
+    example_ids: np.ndarray
+    outputs: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+
+    def score(self, metric: str) -> float:
+        return self.metrics[metric]
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-@torch.no_grad()
+def collate_split(split: TokenizedSplit, idx: np.ndarray, pad_id: int, **kwargs) -> dict:
+    """The batch of examples ``idx`` of ``split`` (token types when the split has them)."""
+    types = None if split.token_type_ids is None else [split.token_type_ids[i] for i in idx]
+    return batching.collate([split.input_ids[i] for i in idx], split.labels[idx], pad_id, type_ids=types, **kwargs)
+
+
+@torch.inference_mode()
 def evaluate(engine: Engine, split: TokenizedSplit, split_name: str, indices: np.ndarray, batch_size: int,
-             pad_id: int, device: torch.device, label_smoothing: float = 0.0) -> tuple[float, float]:
-    """Mean loss and accuracy over ``indices`` of ``split`` (named ``split_name`` for a frozen-prefix cache)."""
+             pad_id: int, device: torch.device, num_labels: int, label_smoothing: float = 0.0) -> Evaluation:
+    """Evaluate ``indices`` of ``split`` (named ``split_name`` for a frozen-prefix cache) in eval mode."""
     engine.model.eval()
     order = indices[np.argsort(split.lengths[indices], kind="stable")]
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = to_device(batching.collate([split.input_ids[i] for i in idx], split.labels[idx], pad_id), device)
-        logits = engine.forward(batch, examples=(split_name, idx))
-        loss_sum += float(loss_fn(logits, batch["labels"], label_smoothing)) * len(idx)
-        correct += int((logits.argmax(-1) == batch["labels"]).sum())
-    engine.model.train()
-    return loss_sum / len(order), correct / len(order)
+    loss_sum, outputs = 0.0, []
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = to_device(collate_split(split, idx, pad_id), device)
+            logits = engine.forward(batch, examples=(split_name, idx))
+            loss_sum += float(loss_fn(logits, batch["labels"], label_smoothing)) * len(idx)
+            outputs.append(logits.float().cpu().numpy())
+    finally:
+        engine.model.train()
+    out = np.concatenate(outputs) if outputs else np.zeros((0, max(1, num_labels)), dtype=np.float32)
+    preds = predictions_from_outputs(out, num_labels)
+    labels = split.labels[order]
+    return Evaluation(loss_sum / max(1, len(order)), score_all(num_labels, labels, preds), order, out, preds, labels)

@@ -124,8 +124,8 @@ class PrefixCache:
         missing = [row for row, ex in enumerate(ids) if ex not in store]
         stats = self.stats["train" if model.training else "eval"]
         if missing:
-            lengths = self._fill(model, store, [ids[r] for r in missing], batch["input_ids"][missing],
-                                 batch["attention_mask"][missing])
+            inputs = {k: v[missing] for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            lengths = self._fill(model, store, [ids[r] for r in missing], inputs)
             stats["computed"] += len(missing)
             stats["tokens"] += sum(lengths)
             stats["sq_tokens"] += sum(n * n for n in lengths)
@@ -155,15 +155,15 @@ class PrefixCache:
             return model(inputs_embeds=h, attention_mask=mask).logits
 
     @torch.no_grad()
-    def _fill(self, model: nn.Module, store: dict, ids: list[int], input_ids: torch.Tensor,
-              attention_mask: torch.Tensor) -> list[int]:
-        lengths = attention_mask.sum(1).tolist()
+    def _fill(self, model: nn.Module, store: dict, ids: list[int], inputs: dict[str, torch.Tensor]) -> list[int]:
+        """Run the prefix on ``inputs`` (input_ids, attention_mask, and token_type_ids for pairs)."""
+        lengths = inputs["attention_mask"].sum(1).tolist()
         width = max(lengths)
-        input_ids, attention_mask = input_ids[:, :width], attention_mask[:, :width]
+        inputs = {k: v[:, :width] for k, v in inputs.items()}
         was_training = model.training
         model.eval()                                     # the prefix runs without dropout
         try:
-            rows = self._prefix(model, input_ids, attention_mask)
+            rows = self._prefix(model, inputs)
         finally:
             model.train(was_training)
         for ex, row, length in zip(ids, rows, lengths):
@@ -172,19 +172,19 @@ class PrefixCache:
             self.bytes += entry.numel() * entry.element_size()
         return lengths
 
-    def _prefix(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _prefix(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.plan.level == "pooled":
             captured: list[torch.Tensor] = []
             hook = model.classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
             try:
-                model(input_ids=input_ids, attention_mask=attention_mask)
+                model(**inputs)
             finally:
                 hook.remove()
             return captured[0]
         no_pooler = {"pooler": None} if self.has_pooler else {}
         layers = self.bottom if self.plan.level == "hidden" else self.layer_parent.layer
         with _swapped(self.base, **no_pooler), _swapped(self.layer_parent, layer=layers):
-            hidden = self.base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = self.base(**inputs).last_hidden_state
         return hidden if self.plan.level == "hidden" else hidden[:, 0]
 
 

@@ -1,8 +1,9 @@
 """One trial, end to end, in plain PyTorch. Never imports ray: the sweep hands it a ``report`` callable.
 
 Order (torchtune's recipe): seed → data → model → strategy (trainable set) → apply → log counts →
-optimizer over trainable params only → engine → loop (evaluate at step 0, every ``eval_every`` steps and at
-the end) → final evaluation on the whole evaluation subset → ``result.json``.
+optimizer over trainable params only → engine → loop (evaluate the validation curve at step 0, every
+``eval_every`` steps and at the end) → the whole validation set (what selection reads) → the test split, once
+(``test`` and ``predictions.parquet``) → ``result.json``. No test example is seen before that last evaluation.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import resource
 import shutil
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,15 +24,19 @@ import torch
 import strategies
 from harness.config import TrialConfig
 from harness.data import batching, tokenize_cache
-from harness.results import new_result, now, result_path, write_json_atomic
+from harness.data.tokenize_cache import TokenizedData
+from harness.results import PREDICTIONS_FILE, new_result, now, result_path, write_json_atomic
+from harness.results.metrics import default_metric, task_of
+from harness.results.predictions import write_predictions
 from harness.train import prefix_cache
 from harness.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.train.distributed import ShardedStream, global_mean, rank_world
 from harness.train.engines import Engine, loss_fn, make_engine
-from harness.train.evaluate import evaluate, to_device
+from harness.train.evaluate import Evaluation, collate_split, evaluate, to_device
+from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
 
-__all__ = ["run_trial", "Report", "Diverged", "pick_device"]
+__all__ = ["run_trial", "Report", "Diverged", "pick_device", "metric_of"]
 
 log = logging.getLogger("freezebench.trial")
 Report = Callable[[dict, Optional[str]], None]
@@ -54,15 +60,33 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def metric_of(cfg: TrialConfig) -> str:
+    """The trial's selection metric: ``train.metric``, else accuracy (classification) / pearson (regression)."""
+    return cfg.train.metric or default_metric(cfg.model.num_labels)
+
+
+@dataclass
+class _Setup:
+    device: torch.device
+    pad_id: int
+    special: set
+    data: TokenizedData
+    engine: Engine
+    curve: str                 # the split the curve reads: "val", or "test" when there is no validation set
+    curve_idx: np.ndarray
+
+
 class _Run:
     """State of one trial; keeps run_trial readable."""
 
     def __init__(self, cfg: TrialConfig, report: Report, tokenized_path: str | None, scratch: Path):
         self.cfg, self.report, self.scratch = cfg, report, scratch
         self.t0 = time.time()
+        self.metric = metric_of(cfg)
         self.result = new_result(cfg)
+        self.result["metric"] = {"name": self.metric, "mode": "max", "task": task_of(cfg.model.num_labels)}
         self.tokenized_path = tokenized_path
-        self.train_s = self.eval_s = 0.0
+        self.train_s = self.eval_s = self.test_s = 0.0
         self.samples = self.tokens = self.padded = 0
         self.step = 0
         self.window_losses: list[float] = []
@@ -76,7 +100,7 @@ class _Run:
         write_json_atomic(self.path, self.result)
 
 
-def _setup(run: _Run):
+def _setup(run: _Run) -> _Setup:
     cfg = run.cfg
     device = pick_device(cfg.train.device)
     if device.type == "cpu":
@@ -96,8 +120,11 @@ def _setup(run: _Run):
     model.to(device).train()
     prefix = prefix_cache.for_trial(cfg, model, frozen.names)  # None unless train.cache_frozen_prefix (may refuse)
     engine = make_engine(model, cfg.train, device, prefix=prefix)
-    special = set(tokenizer.all_special_ids)
-    return device, tokenizer.pad_token_id, special, data, engine
+    curve = "val" if len(data.val) else "test"       # no validation set: choices read the test split (optimistic)
+    run.result["selected_on"] = "validation" if curve == "val" else "test"
+    every = np.arange(len(data.split(curve)))
+    curve_idx = every[: cfg.data.curve_eval_size] if cfg.data.curve_eval_size else every
+    return _Setup(device, tokenizer.pad_token_id, set(tokenizer.all_special_ids), data, engine, curve, curve_idx)
 
 
 def _restore(run: _Run, engine: Engine, stream, restore_from) -> None:
@@ -141,20 +168,28 @@ def _checkpoint(run: _Run, engine: Engine, stream) -> str:
     return str(save_checkpoint(run.scratch / f"step_{run.step:07d}", engine.trainable_state(), state))
 
 
-def _record_eval(run: _Run, engine: Engine, data, device, pad_id, curve_idx) -> dict:
-    cfg = run.cfg
+def _evaluate(run: _Run, s: _Setup, split: str, idx: np.ndarray) -> Evaluation:
     t = time.perf_counter()
-    eval_loss, acc = evaluate(engine, data.eval, "eval", curve_idx, cfg.train.eval_batch_size, pad_id, device,
-                              cfg.train.label_smoothing)
-    run.eval_s += time.perf_counter() - t
+    ev = evaluate(s.engine, s.data.split(split), split, idx, run.cfg.train.eval_batch_size, s.pad_id, s.device,
+                  run.cfg.model.num_labels, run.cfg.train.label_smoothing)
+    if split == "test" and s.curve != "test":
+        run.test_s += time.perf_counter() - t
+    else:
+        run.eval_s += time.perf_counter() - t
+    return ev
+
+
+def _record_eval(run: _Run, s: _Setup) -> dict:
+    ev = _evaluate(run, s, s.curve, s.curve_idx)
+    engine = s.engine
     row = {
-        "step": run.step, "epoch": run.samples / max(1, len(data.train.labels)),
+        "step": run.step, "epoch": run.samples / max(1, len(s.data.train)),
         "train_loss": float(np.mean(run.window_losses)) if run.window_losses else None,
-        "eval_loss": eval_loss, "eval_accuracy": acc, "lr": engine.current_lr(),
-        "grad_norm": float(np.mean(run.window_norms)) if run.window_norms else None,
+        "val_loss": ev.loss, "val_score": ev.score(run.metric), **{f"val_{k}": v for k, v in ev.metrics.items()},
+        "lr": engine.current_lr(), "grad_norm": float(np.mean(run.window_norms)) if run.window_norms else None,
         "samples_per_s": run.samples / run.train_s if run.train_s else None,
         "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
-        "peak_mem_mb": peak_memory_mb(device), "elapsed_s": time.time() - run.t0,
+        "peak_mem_mb": peak_memory_mb(s.device), "elapsed_s": time.time() - run.t0,
         "skipped_steps": engine.skipped_steps,
     }
     run.window_losses, run.window_norms = [], []
@@ -162,22 +197,22 @@ def _record_eval(run: _Run, engine: Engine, data, device, pad_id, curve_idx) -> 
     return row
 
 
-def _train_step(run: _Run, engine: Engine, stream, data, device, pad_id, special, gen) -> None:
+def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generator) -> None:
     tc = run.cfg.train
     t = time.perf_counter()
     total = 0.0
     for _ in range(tc.grad_accum):
         idx = next(stream)
-        batch = batching.collate([data.train.input_ids[i] for i in idx], data.train.labels[idx], pad_id,
-                                 word_dropout=tc.word_dropout, generator=gen, keep_ids=special)
+        batch = collate_split(s.data.train, idx, s.pad_id, word_dropout=tc.word_dropout, generator=gen,
+                              keep_ids=s.special)
         run.samples += len(idx)
         run.tokens += int(batch["n_tokens"])
         run.padded += int(batch["input_ids"].numel())
-        batch = to_device(batch, device)
+        batch = to_device(batch, s.device)
         loss = loss_fn(engine.forward(batch, examples=("train", idx)), batch["labels"], tc.label_smoothing) / tc.grad_accum
         engine.backward(loss)
         total += float(loss.detach())
-    total = global_mean(total, device)  # ranks agree on the loss (and so on divergence)
+    total = global_mean(total, s.device)  # ranks agree on the loss (and so on divergence)
     if not math.isfinite(total) or total > tc.diverge_loss:
         raise Diverged(f"training loss {total} at step {run.step + 1} (lr {engine.current_lr():g})")
     run.window_norms.append(engine.step())
@@ -187,31 +222,51 @@ def _train_step(run: _Run, engine: Engine, stream, data, device, pad_id, special
     run.result["train_losses"].append(total)
 
 
-def _finish(run: _Run, engine: Engine | None, device, data, pad_id, eval_all, curve_idx) -> None:
+def _record(run: _Run, split: str, ev: Evaluation) -> dict:
+    return {"split": split, "step": run.step, "loss": ev.loss, "score": ev.score(run.metric),
+            "metrics": dict(ev.metrics), "size": int(len(ev.example_ids))}
+
+
+def _final_evaluations(run: _Run, s: _Setup) -> None:
+    """The whole validation set (selection reads it), then the test split, once, with its predictions."""
     res = run.result
-    if engine is not None and res["status"] in ("ok", "diverged") and data is not None:
-        if res["status"] == "ok" and len(eval_all) == len(curve_idx) and res["history"] \
-                and res["history"][-1]["step"] == run.step:
-            last = res["history"][-1]
-            final_loss, final_acc = last["eval_loss"], last["eval_accuracy"]
+    last = res["history"][-1] if res["history"] else None
+    if s.curve == "val":
+        whole = len(s.curve_idx) == len(s.data.val)
+        if whole and last is not None and last["step"] == run.step and res["status"] == "ok":
+            val = {"split": "val", "step": run.step, "loss": last["val_loss"], "score": last["val_score"],
+                   "metrics": {k[4:]: v for k, v in last.items() if k.startswith("val_") and k not in
+                               ("val_loss", "val_score")}, "size": int(len(s.data.val))}
         else:
-            t = time.perf_counter()
-            final_loss, final_acc = evaluate(engine, data.eval, "eval", eval_all, run.cfg.train.eval_batch_size,
-                                             pad_id, device, run.cfg.train.label_smoothing)
-            run.eval_s += time.perf_counter() - t
-        res["final"] = {"step": run.step, "eval_accuracy": final_acc, "eval_loss": final_loss,
-                        "eval_size": int(len(eval_all)),
-                        "train_loss": res["history"][-1]["train_loss"] if res["history"] else None}
-        res["skipped_steps"] = engine.skipped_steps
+            val = _record(run, "val", _evaluate(run, s, "val", np.arange(len(s.data.val))))
+        res["val"] = val
+    test = _evaluate(run, s, "test", np.arange(len(s.data.test)))
+    res["test"] = _record(run, "test", test)
+    if s.curve == "test":
+        res["val"] = None
+    write_predictions(run.path.parent / PREDICTIONS_FILE, test.example_ids, test.labels, test.predictions,
+                      test.outputs if run.cfg.model.num_labels > 1 else None)
+    res["predictions"] = PREDICTIONS_FILE
+
+
+def _finish(run: _Run, s: _Setup | None) -> None:
+    res = run.result
+    if s is not None and res["status"] in ("ok", "diverged"):
+        _final_evaluations(run, s)
+        res["skipped_steps"] = s.engine.skipped_steps
+        if res["status"] == "ok" and run.cfg.output.save_model != "none" and rank_world()[0] == 0:
+            res["weights"] = save_trainable(s.engine, run.path.parent)   # exported by the sweep at its end
     if res["history"]:
-        best = max(res["history"], key=lambda r: r["eval_accuracy"])
-        res["best"] = {"eval_accuracy": best["eval_accuracy"], "step": best["step"]}
+        best = max(res["history"], key=lambda r: r["val_score"] if r["val_score"] == r["val_score"] else -math.inf)
+        res["best"] = {"score": best["val_score"], "step": best["step"]}
     res["throughput"] = {
         "samples_per_s": run.samples / run.train_s if run.train_s else None,
         "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
         "padding_fraction": 1 - run.tokens / run.padded if run.padded else None,
     }
-    res["timing"] = {"wall_s": time.time() - run.t0, "train_s": run.train_s, "eval_s": run.eval_s}
+    res["timing"] = {"wall_s": time.time() - run.t0, "train_s": run.train_s, "eval_s": run.eval_s,
+                     "test_s": run.test_s}
+    device = s.device if s is not None else None
     res["memory"] = {"peak_mem_mb": peak_memory_mb(device) if device is not None else None,
                      "device": str(device) if device is not None else None}
     res["finished_at"] = now()
@@ -229,8 +284,9 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
               restore_from: list[str] | str | None = None, scratch_dir: str | None = None) -> dict:
     """Run one trial and return its result (also written to ``results/<sweep>/trials/<id>/result.json``).
 
-    ``report(metrics, checkpoint_dir_or_None)`` is called once per evaluation. An exception inside the
-    trial is recorded as status ``failed`` (with the reason) and re-raised so a scheduler may retry it.
+    ``report(metrics, checkpoint_dir_or_None)`` is called once per evaluation of the validation curve. An
+    exception inside the trial is recorded as status ``failed`` (with the reason) and re-raised so a scheduler
+    may retry it.
     """
     report = report or (lambda metrics, checkpoint=None: None)
     scratch = Path(scratch_dir) if scratch_dir else result_path(cfg.output.dir, cfg.sweep, cfg.trial_id).parent / "ckpt"
@@ -238,27 +294,25 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
         restore_from = [str(restore_from)]
     run = _Run(cfg, report, tokenized_path, scratch)
     tc = cfg.train
-    device = engine = data = pad_id = None
-    eval_all = curve_idx = np.zeros(0, dtype=np.int64)
+    s: _Setup | None = None
     try:
-        device, pad_id, special, data, engine = _setup(run)
-        eval_all = np.arange(len(data.eval.labels))
-        curve_idx = eval_all[: cfg.data.curve_eval_size] if cfg.data.curve_eval_size else eval_all
+        s = _setup(run)
         rank, world = rank_world()  # several ranks (multi-worker trial): each takes its share of every batch
-        stream = batching.BatchStream(data.train.lengths, tc.batch_size * world, tc.seed, group_by_length=tc.length_grouping)
+        stream = batching.BatchStream(s.data.train.lengths, tc.batch_size * world, tc.seed,
+                                      group_by_length=tc.length_grouping)
         if world > 1:
             stream = ShardedStream(stream, rank, world)
-        _restore(run, engine, stream, restore_from or [])
+        _restore(run, s.engine, stream, restore_from or [])
         gen = torch.Generator().manual_seed(tc.seed + 1)
         if run.step == 0:
-            run.report(_record_eval(run, engine, data, device, pad_id, curve_idx), None)
+            run.report(_record_eval(run, s), None)
         while run.step < tc.max_steps:
-            _train_step(run, engine, stream, data, device, pad_id, special, gen)
+            _train_step(run, s.engine, stream, s, gen)
             if run.step % tc.eval_every == 0 or run.step == tc.max_steps:
-                row = _record_eval(run, engine, data, device, pad_id, curve_idx)
+                row = _record_eval(run, s)
                 ckpt = None
                 if tc.checkpoint_every and run.step % tc.checkpoint_every == 0 and run.step < tc.max_steps:
-                    ckpt = _checkpoint(run, engine, stream)
+                    ckpt = _checkpoint(run, s.engine, stream)
                 run.write()
                 run.report(row, ckpt)
         run.result["status"] = "ok"
@@ -269,13 +323,13 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
         reason = f"{type(exc).__name__}: {exc}"
         run.result.update(status="failed", reason=reason, traceback=traceback.format_exc(limit=20))
         try:
-            _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+            _finish(run, s)
         finally:
-            _close(engine)
+            _close(s.engine if s is not None else None)
         raise
     try:
-        _finish(run, engine, device, data, pad_id, eval_all, curve_idx)
+        _finish(run, s)
     finally:
-        _close(engine)
+        _close(s.engine if s is not None else None)
     shutil.rmtree(scratch, ignore_errors=True)
     return run.result

@@ -108,7 +108,7 @@ def test_ddp_two_ranks_equal_one_rank_with_double_batch(tmp_path, cache_dir):
     assert r0["status"] == r1["status"] == "ok"
     assert r0["train_losses"] == r1["train_losses"]                 # ranks agree on the (global) loss
     assert r0["train_losses"] == pytest.approx(one["train_losses"], abs=2e-5)
-    assert r0["final"]["eval_loss"] == pytest.approx(one["final"]["eval_loss"], abs=2e-5)
+    assert r0["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=2e-5)
 
 
 @pytest.mark.slow
@@ -125,7 +125,7 @@ def test_deepspeed_zero2_two_ranks_parity_and_partitioned_checkpoint(tmp_path, c
     resumed, _ = _two_ranks(two, tmp_path / "resumed", restore=str(keep))
     assert resumed["resumed_from_step"] == 4
     assert resumed["train_losses"] == r0["train_losses"]
-    assert resumed["final"]["eval_loss"] == r0["final"]["eval_loss"]
+    assert resumed["test"]["loss"] == r0["test"]["loss"]
 
 
 # ------------------------------------------------------------------------------------- Ray, the real CLI
@@ -141,7 +141,7 @@ def test_two_worker_trial_through_ray_reports_once_per_evaluation(tmp_path, cach
     sweep = tmp_path / "results" / "tiny"
     (path,) = sweep.glob("trials/*/result.json")
     result = json.loads(path.read_text())
-    assert result["status"] == "ok" and result["workers"] == 2 and result["final"]["step"] == 12
+    assert result["status"] == "ok" and result["workers"] == 2 and result["test"]["step"] == 12
     assert [h["step"] for h in result["history"]] == [0, 4, 8, 12]
     assert len(result["train_losses"]) == 12
     (tune_log,) = sweep.glob("_tune/*/*/result.json")            # what Tune received from the trial

@@ -173,7 +173,7 @@ def test_submit_two_nodes_runs_the_sweep_on_both(slurm_cluster, tmp_path, cache_
     assert "ray: 2 nodes alive" in text
     done = _results(results)
     assert {r["strategy"] for r in done.values()} == {"full", "freeze_attention"}
-    assert all(r["status"] == "ok" and r["final"]["step"] == 20 for r in done.values()), done
+    assert all(r["status"] == "ok" and r["test"]["step"] == 20 for r in done.values()), done
     assert {r["env"]["slurm_node"] for r in done.values()} == set(NODES), [r["env"] for r in done.values()]
     assert len({r["env"]["raylet_pid"] for r in done.values()}) == 2          # two Ray nodes
     assert {r["env"]["slurm_job_id"] for r in done.values()} == {job}

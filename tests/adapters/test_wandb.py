@@ -86,8 +86,8 @@ def _trial(tmp_path, mode="offline", **sections):
 
 
 def _row(step, acc):
-    return {"step": step, "epoch": step / 32, "train_loss": None if step == 0 else 0.69, "eval_loss": 0.7,
-            "eval_accuracy": acc, "lr": 1e-3, "grad_norm": None if step == 0 else 0.5, "samples_per_s": 100.0,
+    return {"step": step, "epoch": step / 32, "train_loss": None if step == 0 else 0.69, "val_loss": 0.7,
+            "val_score": acc, "val_accuracy": acc, "lr": 1e-3, "grad_norm": None if step == 0 else 0.5, "samples_per_s": 100.0,
             "tokens_per_s": 6400.0, "peak_mem_mb": 700.0, "elapsed_s": 1.0, "skipped_steps": 0}
 
 
@@ -124,14 +124,15 @@ def test_resumed_trial_resumes_its_run(tmp_path):
             for step in steps:
                 report(_row(step, 0.5 + step / 100), None)
             write_json_atomic(result_path(trial.output.dir, trial.sweep, trial.trial_id), {
-                "schema": "freezebench.trial/2", "trial_id": trial.trial_id, "status": status, "final": {"step": 12, "eval_accuracy": 0.62} if status == "ok" else None,
-                "best": {"eval_accuracy": 0.62, "step": 12}, "params": {"trainable": 10, "total": 100, "ratio": 0.1}})
+                "schema": "freezebench.trial/2", "trial_id": trial.trial_id, "status": status, "metric": {"name": "accuracy"},
+                "test": {"step": 12, "score": 0.62, "metrics": {"accuracy": 0.62}} if status == "ok" else None,
+                "best": {"score": 0.62, "step": 12}, "params": {"trainable": 10, "total": 100, "ratio": 0.1}})
         assert tracker.seconds < 30
     first, second = (reader.read_offline_run(d) for d in wa.offline_runs(sweep_dir))
     assert first["id"] == second["id"] == wa.run_id("tiny", trial.trial_id)     # no salt file: plain hash
     assert [h["_step"] for h in first["history"]] == [0, 4]
     assert [h["_step"] for h in second["history"]] == [4, 8, 12]
-    assert second["summary"]["status"] == "ok" and second["summary"]["final/eval_accuracy"] == 0.62
+    assert second["summary"]["status"] == "ok" and second["summary"]["test/score"] == 0.62
     assert second["config"]["trial_id"] == trial.trial_id and second["job_type"] == "freeze_attention"
     assert second["tags"] == ["unit"] and second["exit_code"] == 0
 
@@ -221,13 +222,15 @@ def test_offline_sweep_writes_one_run_per_trial_and_a_summary_run(offline_sweep)
         assert run["tags"] == ["ci"] and run["exit_code"] == 0
         # per-step history: every evaluation at step = optimizer step, values as in result.json
         assert [h["_step"] for h in run["history"]] == [h["step"] for h in res["history"]] == [0, 4, 8, 12]
-        assert [h["eval/accuracy"] for h in run["history"]] == [h["eval_accuracy"] for h in res["history"]]
+        assert [h["val/score"] for h in run["history"]] == [h["val_score"] for h in res["history"]]
+        assert [h["val/accuracy"] for h in run["history"]] == [h["val_accuracy"] for h in res["history"]]
         last = run["history"][-1]
-        assert {"eval/loss", "train/loss", "train/lr", "train/grad_norm", "perf/samples_per_s",
+        assert {"val/loss", "train/loss", "train/lr", "train/grad_norm", "perf/samples_per_s",
                 "perf/tokens_per_s", "perf/peak_mem_mb"} <= set(last)
         s = run["summary"]
-        assert s["status"] == "ok" and s["final/eval_accuracy"] == res["final"]["eval_accuracy"]
-        assert s["best/eval_accuracy"] == res["best"]["eval_accuracy"]
+        assert s["status"] == "ok" and s["test/score"] == res["test"]["score"]
+        assert s["test/accuracy"] == res["test"]["metrics"]["accuracy"] and s["val/final_score"] == res["val"]["score"]
+        assert s["best/val_score"] == res["best"]["score"]
         assert s["params/trainable"] == res["params"]["trainable"]
         assert s["params/trainable_ratio"] == pytest.approx(res["params"]["ratio"])
     # the resumable run id is derived from (sweep, trial id) and the sweep folder's salt
@@ -273,7 +276,7 @@ def test_wandb_report_offline_writes_its_specification(offline_sweep):
     grids = [b for b in doc["spec"]["blocks"] if b["type"] == "panel-grid"]
     plots = [p["config"] for g in grids for p in g["metadata"]["panelBankSectionConfig"]["panels"]
              if p["viewType"] == "Run History Line Plot"]
-    acc = [p for p in plots if p["metrics"] == ["eval/accuracy"]]
+    acc = [p for p in plots if p["metrics"] == ["val/score"]]
     assert acc and acc[0]["groupBy"] == "jobType" and acc[0]["xAxis"] == "_step"
     assert '"value": "wb"' in text and '"name": "group"' in text           # run sets filter on the sweep's group
     assert "comparison" in text and "markdown-block" in text               # the logged table + a static one

@@ -131,7 +131,7 @@ CONFIGS = [
     ("empty_name", _set("name", ""), [], ["name: expected a non-empty string"]),
     ("both_name_and_arch", _set("model.name", "bert-base-uncased"), [], ["model: set exactly one"]),
     ("unknown_arch", _set("model.arch", "gpt2"), [], ["model.arch", "allowed values"]),
-    ("one_label", _set("model.num_labels", 1), [], ["model.num_labels: must be >= 2"]),
+    ("zero_labels", _set("model.num_labels", 0), [], ["model.num_labels: must be >= 1"]),
     ("unknown_hf_override", _set("model.overrides.not_a_key", 1), [], ["model.overrides", "not_a_key"]),
     ("hf_override_wrong_type", _set("model.overrides.hidden_size", "big"), [], ["model.overrides", "hidden_size"]),
     ("label_map_ids_not_contiguous", _set("data.label_map", {"neg": 0, "pos": 2}), [], ["data.label_map"]),
@@ -286,7 +286,7 @@ def _data_case(name: str, tmp: Path, df: pd.DataFrame) -> tuple[Path, dict, list
     if name == "eval_file_one_class":
         src = _write(df, tmp / "d.csv")
         evals = _write(df[df.label == "negative"], tmp / "eval.csv")
-        return evals, {"source": str(src), "eval_source": str(evals)}, ["only 1 of 2 classes"]
+        return evals, {"source": str(src), "test_source": str(evals)}, ["only 1 of 2 classes"]
     if name == "fewer_rows_than_train_size":
         return _write(df, tmp / "d.csv"), {"train_size": 5000}, ["data.train_size 5000"]
     if name == "named_pipe":
@@ -305,7 +305,7 @@ DATASETS = ["missing_column", "duplicate_column", "non_utf8_bytes", "empty_file"
 def test_malformed_dataset_exits_2_naming_file_and_row(name, tmp_path, reviews, cache_dir, guarded, capsys):
     path, data, fragments = _data_case(name, tmp_path, reviews)
     section = {"source": str(path), "label_map": {"negative": 0, "positive": 1}, "train_size": None,
-               "eval_size": None, **data}
+               "test_size": None, **data}
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump(tiny_sweep_dict(tmp_path, data=section)))
     rc, err = run_cli(config, capsys=capsys)

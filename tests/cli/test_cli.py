@@ -88,7 +88,7 @@ def test_real_sweep_on_ray(tmp_path, cache_dir):
     assert len(results) == 2
     for path in results:
         r = json.loads(path.read_text())
-        assert r["status"] == "ok" and r["final"]["step"] == 20
+        assert r["status"] == "ok" and r["test"]["step"] == 20
         assert [h["step"] for h in r["history"]] == [0, 5, 10, 15, 20]
     assert "2/2 done" in proc.stdout
     # a second run without --resume refuses to clobber the results

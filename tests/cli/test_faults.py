@@ -291,11 +291,11 @@ def test_worker_sigkill_mid_training_is_retried_from_last_checkpoint(mixed):
     assert r["status"] == "ok", (r.get("reason"), tail(mixed["log"]))
     assert r["resumed_from_step"] == 10                     # the last checkpoint before the kill at step 15
     assert [h["step"] for h in r["history"]] == list(range(0, 31, 5))
-    assert len(r["train_losses"]) == 30 and r["final"]["step"] == 30
+    assert len(r["train_losses"]) == 30 and r["test"]["step"] == 30
     ref = uninterrupted(mixed["data"], mixed["ids"]["killed"], mixed["tmp"] / "reference")
     assert [h["step"] for h in r["history"]] == [h["step"] for h in ref["history"]]
     assert r["train_losses"] == ref["train_losses"]         # bit for bit: resumed exactly where it stopped
-    assert r["final"]["eval_accuracy"] == ref["final"]["eval_accuracy"]
+    assert r["test"]["score"] == ref["test"]["score"]
 
 
 @pytest.mark.slow
@@ -671,7 +671,7 @@ def test_two_sweeps_at_once_share_nothing_and_both_finish(tmp_path_factory):
     for name in ("alpha", "beta"):
         assert two["rcs"][name] == 0, tail(two["logs"][name])
         (result,) = results_of(two["dirs"][name]).values()
-        assert result["status"] == "ok" and result["sweep"] == name and result["final"]["step"] == 6
+        assert result["status"] == "ok" and result["sweep"] == name and result["test"]["step"] == 6
         assert (two["dirs"][name] / "comparison.csv").exists()
     a, b = two["records"]["alpha"], two["records"]["beta"]
     assert a and b

@@ -40,7 +40,7 @@ def _err(data: dict) -> str:
     ({**BASE, "search": {"strategy": [{"nme": "full"}]}}, "search.strategy[0].nme"),
     ({**BASE, "search": {"batch": [16]}}, "search.batch"),
     ({**BASE, "data": {"max_length": 2}}, "data.max_length"),
-    ({**BASE, "data": {"eval_size": 10, "curve_eval_size": 20}}, "data.curve_eval_size"),
+    ({**BASE, "data": {"val_size": 10, "curve_eval_size": 20}}, "data.curve_eval_size"),
     ({**BASE, "data": {"label_map": {"neg": 0, "pos": 3}}}, "data.label_map"),
     ({**BASE, "resources": {"cpus_per_trial": -1}}, "resources.cpus_per_trial"),
     ({**BASE, "logging": {"wandb": {"mode": "loud"}}}, "logging.wandb.mode"),

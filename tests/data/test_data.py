@@ -58,45 +58,53 @@ def test_resolve_format(tmp_path, reviews):
 def test_check_source(tmp_path, reviews):
     assert check_source(DataConfig(source="stanfordnlp/imdb")) == "hub"      # nothing read, no network
     src = write(reviews, tmp_path / "r.csv")
-    with pytest.raises(DataError, match="data.eval_source: path not found"):
-        check_source(cfg_for(src, eval_source=str(tmp_path / "eval.csv")))
-    with pytest.raises(DataError, match="data.eval_source: only applies"):
-        check_source(DataConfig(source=str(IMDB), eval_source=str(src)))
-    with pytest.raises(DataError, match="no parquet files for split 'validation'"):
-        check_source(DataConfig(source=str(IMDB), eval_split="validation"))
+    with pytest.raises(DataError, match="data.test_source: path not found"):
+        check_source(cfg_for(src, test_source=str(tmp_path / "eval.csv")))
+    with pytest.raises(DataError, match="data.val_source: path not found"):
+        check_source(cfg_for(src, val_source=str(tmp_path / "val.csv")))
+    with pytest.raises(DataError, match="data.val_split: format csv has no named splits"):
+        check_source(cfg_for(src, val_split="dev"))
+    with pytest.raises(DataError, match=r"no \.parquet files for split 'validation' \(data.test_split\)"):
+        check_source(DataConfig(source=str(IMDB), test_split="validation"))
+    with pytest.raises(DataError, match="data.config_name: only applies to hub"):
+        check_source(DataConfig(source=str(IMDB), config_name="rte"))
 
 
 def test_parquet_dir_balanced_subsets():
-    cfg = DataConfig(source=str(IMDB), train_size=200, eval_size=100, curve_eval_size=20)
+    cfg = DataConfig(source=str(IMDB), train_size=200, val_size=60, test_size=100, curve_eval_size=20)
     s = load_splits(cfg)
-    assert (len(s.train_texts), len(s.eval_texts)) == (200, 100)
-    assert np.bincount(s.train_labels).tolist() == [100, 100]
-    assert np.bincount(s.eval_labels).tolist() == [50, 50]
-    assert np.bincount(s.eval_labels[:20]).tolist() == [10, 10]           # the curve prefix is balanced
-    assert s.info["format"] == "parquet_dir" and s.info["raw_sizes"] == {"train": 25000, "eval": 25000}
-    assert s.info["class_counts"] == {"train": [100, 100], "eval": [50, 50]}
-    assert [Path(f).name for f in s.info["files"]["eval"]] == ["test-00000-of-00001.parquet"]
-    assert s.train_labels[:10] != sorted(s.train_labels[:10]) or s.train_labels[10:20] != sorted(s.train_labels[10:20])
-    assert len(set(s.train_texts)) == 200
+    assert (len(s.train), len(s.val), len(s.test)) == (200, 60, 100)
+    assert np.bincount(s.train.labels).tolist() == [100, 100]
+    assert np.bincount(s.val.labels).tolist() == [30, 30] and np.bincount(s.test.labels).tolist() == [50, 50]
+    assert np.bincount(s.val.labels[:20]).tolist() == [10, 10]           # the curve prefix is balanced
+    assert s.info["format"] == "parquet_dir" and s.info["sizes"] == {"train": 200, "val": 60, "test": 100}
+    assert s.info["class_counts"] == {"train": [100, 100], "val": [30, 30], "test": [50, 50]}
+    assert [Path(f).name for f in s.info["files"]["test"]] == ["test-00000-of-00001.parquet"]
+    assert "carved from the training split" in s.info["from"]["val"]
+    labels = s.train.labels.tolist()
+    assert labels[:10] != sorted(labels[:10]) or labels[10:20] != sorted(labels[10:20])
+    assert len(set(s.train.texts)) == 200
 
 
 def test_determinism_seed_and_fingerprint():
-    base = dict(source=str(IMDB), train_size=50, eval_size=20)
+    base = dict(source=str(IMDB), train_size=50, val_size=20, test_size=20)
     a, b = load_splits(DataConfig(**base)), load_splits(DataConfig(**base))
     c = load_splits(DataConfig(**base, seed=1))
-    assert (a.train_texts, a.eval_texts, a.train_labels) == (b.train_texts, b.eval_texts, b.train_labels)
-    assert set(a.train_texts) != set(c.train_texts) and set(a.eval_texts) != set(c.eval_texts)
+    assert (a.train.texts, a.val.texts, a.test.texts) == (b.train.texts, b.val.texts, b.test.texts)
+    assert a.train.labels.tolist() == b.train.labels.tolist()
+    assert set(a.train.texts) != set(c.train.texts) and set(a.test.texts) != set(c.test.texts)
+    assert set(a.val.texts) != set(c.val.texts)
     assert a.fingerprint == c.fingerprint == fingerprint(DataConfig(source=str(IMDB), train_size=9))
     assert a.fingerprint != fingerprint(DataConfig(source=str(ACL)))
 
 
 def test_clean_html():
     assert clean_html("a<br />b<br/>c<BR>d<br  />e") == "a b c d e"
-    raw = load_splits(DataConfig(source=str(IMDB), train_size=200, eval_size=10, clean_html=False))
-    clean = load_splits(DataConfig(source=str(IMDB), train_size=200, eval_size=10))
-    assert any("<br />" in t for t in raw.train_texts)
-    assert not any("<br" in t.lower() for t in clean.train_texts)
-    assert [clean_html(t) for t in raw.train_texts] == clean.train_texts
+    raw = load_splits(DataConfig(source=str(IMDB), train_size=200, test_size=10, clean_html=False))
+    clean = load_splits(DataConfig(source=str(IMDB), train_size=200, test_size=10))
+    assert any("<br />" in t for t in raw.train.texts)
+    assert not any("<br" in t.lower() for t in clean.train.texts)
+    assert [clean_html(t) for t in raw.train.texts] == clean.train.texts
 
 
 def test_parquet_dir_hub_layout(tmp_path):
@@ -104,20 +112,21 @@ def test_parquet_dir_hub_layout(tmp_path):
     for name in ("train-00000-of-00001.parquet", "test-00000-of-00001.parquet"):
         (tmp_path / "plain_text" / name).symlink_to(IMDB / name)
     (tmp_path / "plain_text" / "unsupervised-00000-of-00001.parquet").symlink_to(IMDB / "test-00000-of-00001.parquet")
-    s = load_splits(DataConfig(source=str(tmp_path), train_size=20, eval_size=10))
-    assert s.info["format"] == "parquet_dir" and s.info["raw_sizes"] == {"train": 25000, "eval": 25000}
-    assert all("unsupervised" not in f for f in s.info["files"]["train"] + s.info["files"]["eval"])
+    s = load_splits(DataConfig(source=str(tmp_path), train_size=20, test_size=10))
+    assert s.info["format"] == "parquet_dir" and s.info["sizes"] == {"train": 20, "val": 1000, "test": 10}
+    assert all("unsupervised" not in f for f in s.info["files"]["train"] + s.info["files"]["test"])
 
 
 def test_aclimdb_sample():
-    s = load_splits(DataConfig(source=str(ACL)))
-    assert s.info["format"] == "aclimdb"
-    assert np.bincount(s.train_labels).tolist() == [40, 40] and np.bincount(s.eval_labels).tolist() == [40, 40]
+    s = load_splits(DataConfig(source=str(ACL), val_size=0))
+    assert s.info["format"] == "aclimdb" and len(s.val) == 0
+    assert np.bincount(s.train.labels).tolist() == [40, 40] and np.bincount(s.test.labels).tolist() == [40, 40]
     some = sorted((ACL / "train" / "pos").glob("*.txt"))[0]
-    i = s.train_texts.index(clean_html(some.read_text(encoding="utf-8")))
-    assert s.train_labels[i] == 1
-    small = load_splits(DataConfig(source=str(ACL), train_size=20, eval_size=10, seed=3))
-    assert np.bincount(small.train_labels).tolist() == [10, 10] and np.bincount(small.eval_labels).tolist() == [5, 5]
+    i = s.train.texts.index(clean_html(some.read_text(encoding="utf-8")))
+    assert s.train.labels[i] == 1
+    small = load_splits(DataConfig(source=str(ACL), train_size=20, test_size=10, seed=3))
+    assert np.bincount(small.train.labels).tolist() == [10, 10] and np.bincount(small.test.labels).tolist() == [5, 5]
+    assert np.bincount(small.val.labels).tolist() == [4, 4]           # auto: 10% of the 80 training reviews
 
 
 def test_aclimdb_ignores_unsup_and_maps_folder_names(tmp_path):
@@ -128,10 +137,10 @@ def test_aclimdb_ignores_unsup_and_maps_folder_names(tmp_path):
                 (tmp_path / split / cls / f.name).symlink_to(f)
     (tmp_path / "train" / "unsup").mkdir()
     (tmp_path / "train" / "unsup" / "0_0.txt").write_text("unlabeled")
-    s = load_splits(DataConfig(source=str(tmp_path), label_map={"pos": 0, "neg": 1}))
-    assert len(s.train_texts) == 10 and "unlabeled" not in s.train_texts
+    s = load_splits(DataConfig(source=str(tmp_path), label_map={"pos": 0, "neg": 1}, val_size=0))
+    assert len(s.train) == 10 and "unlabeled" not in s.train.texts
     pos = clean_html(sorted((ACL / "train" / "pos").glob("*.txt"))[0].read_text(encoding="utf-8"))
-    assert s.train_labels[s.train_texts.index(pos)] == 0
+    assert s.train.labels[s.train.texts.index(pos)] == 0
 
 
 def test_hub_code_path_matches_parquet_dir(tmp_path, reviews, monkeypatch):
@@ -142,38 +151,40 @@ def test_hub_code_path_matches_parquet_dir(tmp_path, reviews, monkeypatch):
     df = reviews.assign(label=(reviews["label"] == "positive").astype("int64"))
     write(df.iloc[50:250], tmp_path / "src" / "train-00000-of-00001.parquet")
     write(pd.concat([df.iloc[:50], df.iloc[250:]]), tmp_path / "src" / "test-00000-of-00001.parquet")
-    hub = load_splits(DataConfig(source=str(tmp_path / "src"), format="hub", train_size=40, eval_size=20))
-    local = load_splits(DataConfig(source=str(tmp_path / "src"), train_size=40, eval_size=20))
+    hub = load_splits(DataConfig(source=str(tmp_path / "src"), format="hub", train_size=40, test_size=20))
+    local = load_splits(DataConfig(source=str(tmp_path / "src"), train_size=40, test_size=20))
     assert hub.info["format"] == "hub" and len(hub.fingerprint) == 16
-    assert (hub.train_texts, hub.train_labels) == (local.train_texts, local.train_labels)
-    assert (hub.eval_texts, hub.eval_labels) == (local.eval_texts, local.eval_labels)
+    for part in ("train", "val", "test"):
+        assert getattr(hub, part).texts == getattr(local, part).texts
+        assert getattr(hub, part).labels.tolist() == getattr(local, part).labels.tolist()
     with pytest.raises(DataError, match="missing column 'review'"):
         load_splits(DataConfig(source=str(tmp_path / "src"), format="hub", text_column="review"))
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
-def test_single_file_holdout_and_eval_source(tmp_path, reviews, suffix):
+def test_single_file_holdout_and_test_source(tmp_path, reviews, suffix):
     src = write(reviews, tmp_path / f"reviews.{suffix}")
-    s = load_splits(cfg_for(src))
+    s = load_splits(cfg_for(src, val_size=0))
     assert s.info["format"] == suffix
-    assert np.bincount(s.eval_labels).tolist() == [30, 30] and np.bincount(s.train_labels).tolist() == [120, 120]
-    assert not set(s.train_texts) & set(s.eval_texts)
+    assert np.bincount(s.test.labels).tolist() == [30, 30] and np.bincount(s.train.labels).tolist() == [120, 120]
+    assert not set(s.train.texts) & set(s.test.texts)
     expected = {clean_html(t): 1 if lab == "positive" else 0 for t, lab in zip(reviews["text"], reviews["label"])}
-    assert all(expected[t] == y for t, y in zip(s.train_texts, s.train_labels))
-    sub = load_splits(cfg_for(src, train_size=100, eval_size=40))
-    assert np.bincount(sub.train_labels).tolist() == [50, 50] and np.bincount(sub.eval_labels).tolist() == [20, 20]
-    assert set(sub.eval_texts) <= set(s.eval_texts)                     # held-out part independent of sizes
+    assert all(expected[t] == y for t, y in zip(s.train.texts, s.train.labels))
+    sub = load_splits(cfg_for(src, train_size=100, test_size=40, val_size=20))
+    assert np.bincount(sub.train.labels).tolist() == [50, 50] and np.bincount(sub.test.labels).tolist() == [20, 20]
+    assert set(sub.test.texts) <= set(s.test.texts)                     # held-out part independent of sizes
+    assert not set(sub.val.texts) & (set(sub.train.texts) | set(sub.test.texts))
     evals = write(reviews.iloc[100:200], tmp_path / f"eval.{suffix}")
-    e = load_splits(cfg_for(src, eval_source=str(evals)))
-    assert len(e.train_texts) == 300 and len(e.eval_texts) == 100 and e.info["eval_from"] == "data.eval_source"
+    e = load_splits(cfg_for(src, test_source=str(evals), val_size=0))
+    assert len(e.train) == 300 and len(e.test) == 100 and e.info["from"]["test"] == "data.test_source"
 
 
 def test_float_labels_and_int_label_map(tmp_path, reviews):
     df = reviews.assign(label=(reviews["label"] == "positive").astype(float))
     s = load_splits(DataConfig(source=str(write(df, tmp_path / "f.parquet"))))
-    assert set(s.train_labels) == {0, 1}
+    assert set(s.train.labels.tolist()) == {0, 1}
     swapped = load_splits(DataConfig(source=str(write(df, tmp_path / "f.csv")), label_map={0: 1, 1: 0}))
-    assert sum(swapped.train_labels) == len(swapped.train_labels) - sum(s.train_labels)
+    assert sum(swapped.train.labels) == len(swapped.train) - sum(s.train.labels)
 
 
 def test_fingerprint_tracks_file_stat(tmp_path, reviews):
@@ -244,7 +255,7 @@ def _case(name, tmp_path, reviews):
         (tmp_path / "m.parquet").write_bytes(data[: len(data) // 2])
         return tmp_path / "m.parquet", {}, ["cannot read parquet"]
     if name == "too_few_rows":
-        return write(df, tmp_path / "m.csv"), {"train_size": 1000}, ["data.train_size 1000 needs 500", "only 120"]
+        return write(df, tmp_path / "m.csv"), {"train_size": 1000, "val_size": 0}, ["data.train_size 1000 needs 500", "only 120"]
     if name == "huge_review":
         df.loc[2, "text"] = "great movie " * 900_000
         return write(df, tmp_path / "m.csv"), {}, ["row 3", "10,800,000 characters", "over the limit"]
@@ -329,20 +340,21 @@ class CountingTokenizer:
 
 
 def test_prepare_writes_then_hits_cache(tmp_path, tokenizer, monkeypatch):
-    cfg = DataConfig(source=str(IMDB), train_size=64, eval_size=32, max_length=64, cache_dir=str(tmp_path))
+    cfg = DataConfig(source=str(IMDB), train_size=64, val_size=16, test_size=32, max_length=64, cache_dir=str(tmp_path))
     logs: list[str] = []
     counting = CountingTokenizer(tokenizer)
     path = tokenize_cache.prepare(cfg, counting, "minilm", log=logs.append)
     assert counting.calls > 0 and path.parent == tmp_path / "tokenized" and "tokenized 64 train" in logs[-1]
     assert [p.name for p in path.parent.iterdir()] == [path.name]           # no temp file left behind
     data = tokenize_cache.load(path)
-    assert (len(data.train), len(data.eval)) == (64, 32) and data.key == path.stem
+    assert (len(data.train), len(data.val), len(data.test)) == (64, 16, 32) and data.key == path.stem
+    assert data.train.token_type_ids is None                      # single texts: no segment ids stored
     assert data.train.input_ids[0].dtype == np.int32 and data.train.labels.dtype == np.int64
     assert data.train.lengths.max() <= 64 and np.bincount(data.train.labels).tolist() == [32, 32]
     assert all(ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id for ids in data.train.input_ids)
     splits = load_splits(cfg)
-    expected = tokenizer(splits.train_texts[0], truncation=True, max_length=64)["input_ids"]
-    assert data.train.input_ids[0].tolist() == expected and data.train.labels.tolist() == splits.train_labels
+    expected = tokenizer(splits.train.texts[0], truncation=True, max_length=64)["input_ids"]
+    assert data.train.input_ids[0].tolist() == expected and data.train.labels.tolist() == splits.train.labels.tolist()
     assert data.meta["pad_token_id"] == tokenizer.pad_token_id and data.meta["info"]["format"] == "parquet_dir"
 
     def no_reading(*args, **kwargs):

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.reporting import stats
+from harness.results import upgrade
 T_975_2 = 4.302652729911275   # t quantile 0.975 with 2 degrees of freedom
 T_975_1 = 12.706204736174698  # ... with 1 degree of freedom
 
@@ -18,7 +19,7 @@ def trial(seed: int = 0, strategy: str = "full", status: str = "ok", acc: float 
     curve = curve if curve is not None else [0.5, acc if acc is not None else 0.5]
     steps = [i * every for i in range(len(curve))] if len(curve) > 2 else [0, max_steps]
     losses = losses if losses is not None else [None] * len(curve)
-    return {"trial_id": f"{strategy}-{seed}-{hp}", "status": status, "reason": None if status == "ok" else "boom",
+    return upgrade({"schema": "freezebench.trial/1", "trial_id": f"{strategy}-{seed}-{hp}", "status": status, "reason": None if status == "ok" else "boom",
             "strategy": strategy,
             "hparams": {"lr": 5e-5, "batch_size": 16, "scheduler": "linear", "grad_clip": 1.0, "seed": seed,
                         "weight_decay": 0.01, "max_steps": max_steps, **hp},
@@ -26,7 +27,7 @@ def trial(seed: int = 0, strategy: str = "full", status: str = "ok", acc: float 
             "history": [{"step": s, "eval_accuracy": a, "train_loss": l} for s, a, l in zip(steps, curve, losses)],
             "final": {"step": max_steps, "eval_accuracy": acc} if acc is not None else None,
             "throughput": {"samples_per_s": 10.0 + seed, "tokens_per_s": 1000.0},
-            "timing": {"wall_s": 60.0}, "memory": {"peak_mem_mb": 500.0}}
+            "timing": {"wall_s": 60.0}, "memory": {"peak_mem_mb": 500.0}})
 
 
 def only_row(results: list[dict]) -> dict:
@@ -78,7 +79,7 @@ def test_steps_to_thresholds():
     c1 = [0.5, 0.7, 0.81, 0.85, 0.9, 0.92, 0.9, 0.9, 0.9, 0.9, 0.9]  # 80 at step 20, 90 at step 40
     c2 = [0.5, 0.6, 0.7, 0.75, 0.82, 0.85, 0.86, 0.86, 0.86, 0.86, 0.86]  # 80 at step 40, 90 never
     c3 = [0.5] * 11                                                       # never
-    assert stats.steps_to([{"step": s * 10, "eval_accuracy": a} for s, a in enumerate(c1)], 0.8) == 20
+    assert stats.steps_to([{"step": s * 10, "val_score": a} for s, a in enumerate(c1)], 0.8) == 20
     row = only_row([trial(0, curve=c1), trial(1, curve=c2), trial(2, curve=c3)])
     assert row["steps_to_80"] == 30.0  # 2 of 3 reached: median of 20 and 40
     assert row["steps_to_90"] is None  # 1 of 3 reached: fewer than half

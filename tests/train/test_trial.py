@@ -24,12 +24,16 @@ def test_trial_end_to_end(tmp_path, cache_dir):
     assert result["status"] == "ok"
     assert [m["step"] for m, _ in reports] == [0, 4, 8, 12]  # step 0, every eval_every, the end
     for m, _ in reports[1:]:
-        for key in ("train_loss", "eval_loss", "eval_accuracy", "lr", "grad_norm", "samples_per_s",
-                    "tokens_per_s", "peak_mem_mb"):
+        for key in ("train_loss", "val_loss", "val_score", "val_accuracy", "val_f1", "val_mcc", "lr", "grad_norm",
+                    "samples_per_s", "tokens_per_s", "peak_mem_mb"):
             assert m[key] is not None and m[key] == m[key], key
-        assert 0 <= m["eval_accuracy"] <= 1
+        assert 0 <= m["val_score"] <= 1 and m["val_score"] == m["val_accuracy"]     # accuracy is the default metric
+        assert not any(k.startswith("test") for k in m)                            # no test number during training
     assert reports[1][0]["tokens_per_s"] > reports[1][0]["samples_per_s"]
-    assert result["final"]["eval_size"] == 64 and result["final"]["step"] == 12
+    assert result["test"]["size"] == 64 and result["test"]["step"] == 12 and result["val"]["size"] == 64
+    assert result["metric"] == {"name": "accuracy", "mode": "max", "task": "classification"}
+    assert result["selected_on"] == "validation" and result["predictions"] == "predictions.parquet"
+    assert set(result["test"]["metrics"]) == {"accuracy", "f1", "macro_f1", "mcc"}
     p = result["params"]
     assert 0 < p["trainable"] < p["total"] and p["ratio"] == p["trainable"] / p["total"]
     on_disk = json.loads((tmp_path / "results/tiny/trials" / trial.trial_id / "result.json").read_text())
@@ -44,7 +48,7 @@ def test_same_seed_same_metrics_bit_for_bit(tmp_path, cache_dir):
     a = run_trial(_trial(tmp_path / "a"))
     b = run_trial(_trial(tmp_path / "b"))
     assert a["train_losses"] == b["train_losses"]
-    assert [h["eval_loss"] for h in a["history"]] == [h["eval_loss"] for h in b["history"]]
+    assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
     c = run_trial(_trial(tmp_path / "c", train={"seed": 1}))
     assert c["train_losses"] != a["train_losses"]
 
@@ -60,6 +64,7 @@ def test_lr_warmup_and_schedule_reported(tmp_path, cache_dir, scheduler):
     ref = get_scheduler(scheduler, opt, num_warmup_steps=0 if scheduler == "constant" else 3, num_training_steps=12)
     expected = {0: 1e-3 * ref.lr_lambdas[0](0)}
     for step in range(1, 13):
+        opt.step()
         ref.step()
         expected[step] = opt.param_groups[0]["lr"]
     got = {h["step"]: h["lr"] for h in result["history"]}
@@ -131,7 +136,7 @@ def test_checkpoint_resume_matches_uninterrupted(tmp_path, cache_dir):
     resumed = run_trial(_trial(tmp_path / "resumed", train={"checkpoint_every": 4}), restore_from=str(saved))
     assert resumed["resumed_from_step"] == 4
     assert resumed["train_losses"] == full["train_losses"]
-    assert resumed["final"]["eval_accuracy"] == full["final"]["eval_accuracy"]
+    assert resumed["test"]["score"] == full["test"]["score"]
     assert first.endswith("step_0000004")
 
 

@@ -19,9 +19,10 @@ from harness.results import failed_result, load_result, result_path, write_json_
 from harness.train.distributed import workers_per_trial
 from harness.train.trial import run_trial
 
-__all__ = ["run_tune", "experiment_path", "finished_result", "finalize_results"]
+__all__ = ["run_tune", "experiment_path", "finished_result", "finalize_results", "SEARCH_METRIC"]
 
 log = logging.getLogger("freezebench.sweep")
+SEARCH_METRIC = "val_score"     # schedulers and searchers read the validation curve, never the test split
 
 
 def finished_result(trial: TrialConfig) -> dict | None:
@@ -40,10 +41,13 @@ def finished_result(trial: TrialConfig) -> dict | None:
 
 
 def _final_report(trial: TrialConfig, result: dict) -> None:
-    final = result.get("final") or {}
+    val, test = result.get("val") or {}, result.get("test") or {}
+    last = (result.get("history") or [{}])[-1]
+    # the validation numbers are what schedulers and searchers may read; the test score is shown, never used
     tune.report(flat_metrics({"trial_id": trial.trial_id, "status": result["status"], "done": True,
-                               "step": final.get("step", 0), "eval_accuracy": final.get("eval_accuracy"),
-                               "final_eval_accuracy": final.get("eval_accuracy")}))
+                              "step": test.get("step", last.get("step", 0)),
+                              "val_score": val.get("score", last.get("val_score")),
+                              "final_val_score": val.get("score"), "final_test_score": test.get("score")}))
 
 
 def _trainable(config: dict) -> None:
@@ -119,7 +123,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     if scheduler is None and early_stopping and early_stopping.get("enabled"):
         from ray.tune.schedulers import ASHAScheduler
 
-        scheduler = ASHAScheduler(time_attr="step", metric="eval_accuracy", mode="max",
+        scheduler = ASHAScheduler(time_attr="step", metric=SEARCH_METRIC, mode="max",
                                   max_t=max(t.train.max_steps for t in trials), grace_period=early_stopping["grace_period"],
                                   reduction_factor=early_stopping["reduction_factor"])
     if resume and tune.Tuner.can_restore(str(exp)):

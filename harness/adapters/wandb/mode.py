@@ -109,9 +109,10 @@ def api_keys(environ=None) -> list[str]:
 
 
 def scrub(obj: Any, hidden: list[str]) -> Any:
-    """Defence in depth: any string that contains the API key is replaced before it reaches W&B."""
+    """Defence in depth: any string that contains the API key is replaced before it reaches W&B (keys become
+    strings: W&B sorts config keys, and a label_map may mix int and str keys)."""
     if isinstance(obj, dict):
-        return {k: scrub(v, hidden) for k, v in obj.items()}
+        return {str(k): scrub(v, hidden) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [scrub(v, hidden) for v in obj]
     if isinstance(obj, str) and any(h in obj for h in hidden):

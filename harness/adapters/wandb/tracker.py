@@ -16,7 +16,7 @@ __all__ = ["TrialTracker", "EVAL_METRICS", "process_rank"]
 
 log = logging.getLogger("freezebench.wandb")
 # result.json history row -> W&B metric (logged at step = optimizer step)
-EVAL_METRICS = {"eval_accuracy": "eval/accuracy", "eval_loss": "eval/loss", "train_loss": "train/loss",
+EVAL_METRICS = {"val_score": "val/score", "val_loss": "val/loss", "train_loss": "train/loss",
                 "lr": "train/lr", "grad_norm": "train/grad_norm", "epoch": "train/epoch",
                 "skipped_steps": "train/skipped_steps", "samples_per_s": "perf/samples_per_s",
                 "tokens_per_s": "perf/tokens_per_s", "peak_mem_mb": "perf/peak_mem_mb",
@@ -62,6 +62,8 @@ class TrialTracker:
         if self._thread is None or not finite(row.get("step")):
             return
         metrics = {name: row[k] for k, name in EVAL_METRICS.items() if finite(row.get(k))}
+        metrics.update({f"val/{k[4:]}": v for k, v in row.items()        # val_accuracy, val_f1, ... -> val/accuracy
+                        if k.startswith("val_") and k not in ("val_score", "val_loss") and finite(v)})
         self._queue.put(("log", metrics, int(row["step"])))
 
     def wrap(self, report: Callable) -> Callable:
@@ -93,11 +95,13 @@ class TrialTracker:
         status = result.get("status") or ("failed" if error else "unknown")
         if error is not None and status == "running":
             status = "interrupted"
-        final, best, params = (result.get(k) or {} for k in ("final", "best", "params"))
+        val, test, best, params = (result.get(k) or {} for k in ("val", "test", "best", "params"))
         summary = {"status": status, "reason": result.get("reason") or (repr(error)[:500] if error else None),
-                   "final/eval_accuracy": final.get("eval_accuracy"), "final/eval_loss": final.get("eval_loss"),
-                   "final/step": final.get("step"), "final/eval_size": final.get("eval_size"),
-                   "best/eval_accuracy": best.get("eval_accuracy"), "best/step": best.get("step"),
+                   "metric": (result.get("metric") or {}).get("name"),
+                   "val/final_score": val.get("score"), "test/score": test.get("score"), "test/loss": test.get("loss"),
+                   **{f"test/{k}": v for k, v in (test.get("metrics") or {}).items()},
+                   "test/step": test.get("step"), "test/size": test.get("size"),
+                   "best/val_score": best.get("score"), "best/step": best.get("step"),
                    "params/trainable": params.get("trainable"), "params/total": params.get("total"),
                    "params/trainable_ratio": params.get("ratio"),
                    **{f"throughput/{k}": v for k, v in (result.get("throughput") or {}).items()},

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Engine", "Examples", "AUTOCAST_DTYPES", "loss_fn", "trainable_state", "load_trainable_state"]
+__all__ = ["Engine", "Examples", "AUTOCAST_DTYPES", "MODEL_INPUTS", "model_inputs", "loss_fn", "trainable_state",
+           "load_trainable_state"]
 
 # Which examples a batch holds: (split name, example indices in that split). A frozen-prefix cache keys its
 # entries on it; engines without a cache ignore it.
@@ -17,7 +18,19 @@ Examples = tuple[str, np.ndarray]
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keyword arguments a Hugging Face model gets from a collated batch (token types only for pairs)."""
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over classes; with one output (``num_labels: 1``) mean squared error on float labels, as
+    Hugging Face's ``problem_type`` "regression" computes it."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.float().squeeze(-1), labels.float())
     return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 

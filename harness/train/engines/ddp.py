@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from harness.train.engines.base import model_inputs
+
 __all__ = ["DDPEngine"]
 
 
@@ -27,7 +29,7 @@ class DDPEngine:
 
     def forward(self, batch: dict, examples=None) -> torch.Tensor:
         with self.inner.autocast():
-            return self.ddp(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return self.ddp(**model_inputs(batch)).logits
 
     def backward(self, loss: torch.Tensor) -> None:
         self.inner.backward(loss)

@@ -29,7 +29,7 @@ from harness.config import TrainConfig
 from harness.train import cpu_fast
 from harness.train.distributed import process_group
 import harness.train.engines.deepspeed_config as ds_config
-from harness.train.engines.base import load_trainable_state, trainable_state
+from harness.train.engines.base import load_trainable_state, model_inputs, trainable_state
 from harness.train.optim import build_optimizer, build_scheduler
 
 __all__ = ["DeepSpeedEngine", "import_deepspeed"]
@@ -110,7 +110,7 @@ class DeepSpeedEngine:
         return int(self.ds.skipped_steps)
 
     def forward(self, batch: dict, examples=None) -> torch.Tensor:
-        return self.ds(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return self.ds(**model_inputs(batch)).logits
 
     def backward(self, loss: torch.Tensor) -> None:
         self.ds.backward(loss, scale_wrt_gas=False)   # the trial already divided by grad_accum

@@ -8,7 +8,7 @@ import torch
 
 from harness.config import TrainConfig
 from harness.train import cpu_fast
-from harness.train.engines.base import AUTOCAST_DTYPES, Examples, load_trainable_state, trainable_state
+from harness.train.engines.base import AUTOCAST_DTYPES, Examples, load_trainable_state, model_inputs, trainable_state
 from harness.train.optim import build_optimizer, build_scheduler
 from harness.train.prefix_cache import PrefixCache
 
@@ -46,7 +46,7 @@ class TorchEngine:
         with self.autocast():
             if self.prefix is not None and examples is not None:
                 return self.prefix.logits(self.model, batch, examples)
-            return self.forward_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return self.forward_model(**model_inputs(batch)).logits
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
