@@ -61,12 +61,12 @@ def preflight(cfg: SweepConfig) -> list[TrialConfig]:
     if isinstance(positions, int) and cfg.data.max_length > positions:
         raise ConfigError("data.max_length", f"{cfg.data.max_length} exceeds the {positions} positions the model "
                                              f"has (max_position_embeddings of {hf.model_type})")
-    _check_model(cfg, trials, strats)
     for i, strat in enumerate(strats):
         try:
             strategies.check_compatible(strat.name, params[i], hf)
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
+    _check_model(cfg, trials, strats)   # the first model build (meta device): after every check without one
     _check_prefix_caches(cfg, trials, strats, params)
     return trials
 

@@ -99,7 +99,7 @@ def _dropout_overrides(hf: Any, train: TrainConfig | None) -> dict[str, Any]:
         missing = [n for n in names if not hasattr(hf, n)]
         if missing:
             raise ModelSourceError(f"train.{what}: model_type {hf.model_type!r} has no {', '.join(missing)} in its "
-                                   "config; set its dropout keys through model.overrides instead")
+                                   "config: leave it unset (for a random init, set that architecture's own keys in model.overrides)")
         out.update(dict.fromkeys(names, value))
     return out
 

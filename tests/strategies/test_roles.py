@@ -172,3 +172,18 @@ def test_role_map_names_the_unmapped_and_the_twice_mapped():
         param_roles(_mpnet(**twice))
     with pytest.raises(UnmappedParameterError, match="model.roles.layers"):
         num_layers(_mpnet(**{k: v for k, v in MPNET.items() if k != "layers"}))
+
+
+def test_role_map_drives_layer_strategies_and_lora():
+    import strategies as S
+
+    model = _mpnet(**MPNET)
+    top = S.trainable_names(model, "top_k", {"k": 1})
+    assert {i.layer for n, i in param_roles(model).items() if n in top} == {1, None}
+    assert "mpnet.encoder.relative_attention_bias.weight" not in top          # shared: frozen below full depth
+    lora = S.prepare_model(_mpnet(**MPNET), "lora", {"targets": ["query", "value"]})
+    names = S.trainable_names(lora, "lora", {"targets": ["query", "value"]})
+    adapters = {n.split(".lora_")[0] for n in names if "lora_" in n}
+    assert adapters == {f"mpnet.encoder.layer.{i}.attention.attn.{m}" for i in range(2) for m in "qv"}
+    with pytest.raises(S.StrategyError, match=r"strategy\.params\.targets.*allowed for mpnet: query, value"):
+        S.check_compatible("lora", {"targets": ["key"]}, _mpnet(**MPNET).config)
