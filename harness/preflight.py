@@ -17,7 +17,7 @@ from harness.config import (ConfigError, SweepConfig, TrialConfig, expand, norma
 from harness.data import DataError, check_source
 from harness.train import prefix_cache
 from harness.train.engines.deepspeed_config import check_sweep
-from harness.train.model import ModelSourceError, build_model, load_hf_config
+from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config
 
 __all__ = ["preflight", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
 
@@ -29,6 +29,8 @@ def _rebase(cfg: SweepConfig, i: int, exc: "strategies.StrategyError") -> Config
     base = strategy_path(cfg, i)
     path = exc.path or ""
     message = str(exc)[len(path) + 2:] if path and str(exc).startswith(path + ": ") else str(exc)
+    if path.startswith("model"):          # the model section is what to change (model.roles, model.roles.layers)
+        return ConfigError(path, f"{message} (needed by {base}: {normalise_strategies(cfg)[i].name})")
     suffix = path[len("strategy"):] if path.startswith("strategy") else (f".{path}" if path else "")
     return ConfigError(base + suffix, message)
 
@@ -64,8 +66,41 @@ def preflight(cfg: SweepConfig) -> list[TrialConfig]:
             strategies.check_compatible(strat.name, params[i], hf)
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
+    _check_model(cfg, trials, strats)   # the first model build (meta device): after every check without one
     _check_prefix_caches(cfg, trials, strats, params)
     return trials
+
+
+def _check_model(cfg: SweepConfig, trials: list[TrialConfig], strats: list) -> None:
+    """On a meta-device model: the attention implementation loads, and the role map (built in or
+    ``model.roles``) covers every parameter exactly once wherever a strategy (or the cache) will read it."""
+    on_cpu = all(t.train.device == "cpu" for t in trials)
+    model = check_model(cfg.model, trials[0].train if trials else cfg.train, cuda=False if on_cpu else None)
+    arch = strategies.arch_for(model.config)
+    wanted = cfg.model.roles is not None or any(strategies.resolve(s.name).needs_roles for s in strats) \
+        or any(t.train.cache_frozen_prefix for t in trials)
+    if arch is None or not wanted:
+        return
+    try:
+        strategies.param_roles(model)
+    except strategies.UnmappedParameterError as exc:
+        text = str(exc)
+        raise ConfigError("model.roles", text.removeprefix("model.roles: ")) from None
+    rm = arch.roles
+    if rm.layers is not None:
+        try:
+            layers = model.get_submodule(rm.layers)
+        except AttributeError:
+            layers = None
+        if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+            raise ConfigError("model.roles.layers", f"{rm.layers!r} is not a list of encoder layers in the model "
+                                                    f"({type(model).__name__})")
+        for name, path in rm.lora_targets.items():
+            try:
+                layers[0].get_submodule(path)
+            except AttributeError:
+                raise ConfigError(f"model.roles.lora_targets.{name}",
+                                  f"{path!r} is no module of {rm.layers}.0") from None
 
 
 def _where(cfg: SweepConfig, trial: TrialConfig, key: str) -> str:

@@ -1,4 +1,5 @@
-"""Freeze strategies: which parameters of a BERT-like encoder train.
+"""Freeze strategies: which parameters of an encoder train (BERT, RoBERTa, XLM-R, CamemBERT, DistilBERT,
+ELECTRA, DeBERTa-v2/v3, ModernBERT built in; any other through a ``model.roles`` map, see :mod:`strategies.archs`).
 
 Order of use (freeze before any engine or optimizer exists)::
 
@@ -20,8 +21,9 @@ from strategies import builtin as _builtin  # noqa: F401  (registers the built-i
 from strategies import lora as _lora  # noqa: F401  (registers lora)
 from strategies.registry import (Strategy, StrategyError, UnknownStrategyError, available, check_compatible,
                                  register, resolve, summary, validate_params)
+from strategies.archs import Arch, RoleMap, arch_for
 from strategies.roles import (ROLES, SUPPORTED_TYPES, ParamInfo, UnmappedParameterError, frozen_prefix_layers,
-                              num_layers, param_numel, param_roles)
+                              num_layers, param_numel, param_roles, require_arch)
 
 __all__ = [
     # registry
@@ -29,7 +31,9 @@ __all__ = [
     "validate_params", "check_compatible",
     # roles
     "ROLES", "SUPPORTED_TYPES", "ParamInfo", "UnmappedParameterError", "param_roles", "num_layers",
-    "frozen_prefix_layers",
+    "frozen_prefix_layers", "require_arch",
+    # architectures
+    "Arch", "RoleMap", "arch_for",
     # applying
     "prepare_model", "trainable_names", "apply_trainable", "count_params", "freeze", "Frozen",
 ]

@@ -1,8 +1,11 @@
 """LoRA as a freeze strategy: a transform injects adapters (peft), the strategy trains them + the head.
 
 Targets are role-level names (``query``, ``key``, ``value``, ``attention_output``, ``ffn_in``,
-``ffn_out``), mapped per architecture to module names (``query`` -> ``attention.self.query`` for BERT,
-``attention.q_lin`` for DistilBERT), so one sweep axis works across BERT, RoBERTa, DistilBERT, ELECTRA.
+``ffn_out``), mapped per architecture to module names inside one layer by the architecture table
+(:mod:`strategies.archs`: ``query`` -> ``attention.self.query`` for BERT, ``attention.q_lin`` for DistilBERT,
+``attention.self.query_proj`` for DeBERTa), so one sweep axis works across the BERT family. ModernBERT fuses
+query, key and value into one projection (``attn.Wqkv``): it offers ``qkv`` instead, and refuses per-Q/V
+targets at config time. A ``model.roles`` map names its own targets (``model.roles.lora_targets``).
 """
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ from typing import Any
 
 from torch import nn
 
+from strategies.archs import arch_for
 from strategies.registry import StrategyError, register
 from strategies.roles import LORA_TARGETS, lora_target_regex, param_roles
 
 __all__ = ["lora", "inject_lora", "TARGETS"]
 
-TARGETS = tuple(LORA_TARGETS["bert"])
+TARGETS = tuple(sorted({t for table in LORA_TARGETS.values() for t in table}))   # over the built-in tables
 
 
 def _check_lora(hf_config: Any, r: int, alpha: int, dropout: float, targets: list[str]) -> None:
@@ -25,10 +29,21 @@ def _check_lora(hf_config: Any, r: int, alpha: int, dropout: float, targets: lis
         raise StrategyError(f"must be > 0, got {alpha}", "strategy.params.alpha")
     if not 0.0 <= dropout < 1.0:
         raise StrategyError(f"must be in [0, 1), got {dropout}", "strategy.params.dropout")
-    unknown = [t for t in targets if t not in TARGETS]
+    arch = arch_for(hf_config)
+    if arch is None:   # check_compatible refuses a role strategy there first, naming model.roles
+        return
+    table = arch.roles.lora_targets
+    unknown = [t for t in targets if t not in table]
     if not targets or unknown:
-        raise StrategyError(f"unknown or no targets {unknown or targets}; allowed: {', '.join(TARGETS)}",
-                            "strategy.params.targets")
+        hint = ""
+        if "qkv" in table and {"query", "key", "value"} & set(unknown):
+            hint = (f"; {hf_config.model_type} fuses query, key and value into one projection ({table['qkv']}), "
+                    "so they cannot be adapted one by one: use qkv")
+        allowed = ", ".join(table) or "(none: give model.roles.lora_targets)"
+        raise StrategyError(f"unknown or no targets {unknown or targets}; allowed for {hf_config.model_type}: "
+                            f"{allowed}{hint}", "strategy.params.targets")
+    if not arch.roles.layers:
+        raise StrategyError("not set: LoRA targets are module paths inside each encoder layer", "model.roles.layers")
 
 
 def inject_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1,
@@ -40,7 +55,7 @@ def inject_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 
     if any("adapter" in i.roles for i in param_roles(model).values()):
         raise StrategyError("model already has LoRA adapters; prepare it only once", "strategy.name")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
-                        target_modules=lora_target_regex(model.config.model_type, targets))
+                        target_modules=lora_target_regex(model.config, targets))
     return inject_adapter_in_model(config, model)
 
 

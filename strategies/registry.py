@@ -4,6 +4,8 @@ A strategy is a pure function ``fn(model, **params) -> frozenset[str]`` of train
 registered under a lowercase unique name with :func:`register`. Its docstring is its *method card*
 (what trains, source, caveats). An optional ``transform(model, **params)`` changes the model in place
 first (LoRA injection); an optional ``check(hf_config, **params)`` rejects params a config cannot take.
+A strategy speaks of parameter roles unless registered with ``roles=False`` (``full``, ``rules``): only those
+run on an architecture without a role table (:mod:`strategies.archs`).
 Parameters are validated against the function's signature at config time, without a model: a pydantic
 dataclass is made from the params after ``model`` (their annotations, as the strict types of
 :mod:`strategies.validation`, and defaults), and its errors read like the config's (``strategy.params.k:
@@ -26,7 +28,7 @@ import pydantic
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
-from strategies.roles import SUPPORTED_TYPES
+from strategies.archs import SUPPORTED_TYPES, arch_for
 from strategies.validation import describe, strict_type
 
 __all__ = [
@@ -58,6 +60,7 @@ class Strategy:
     fn: StrategyFn
     transform: Transform | None = None
     check: Check | None = None
+    needs_roles: bool = True    # False: works on any model, by parameter names alone
 
     @property
     def card(self) -> str:
@@ -72,9 +75,10 @@ class Strategy:
 _REGISTRY: dict[str, Strategy] = {}
 
 
-def register(name: str, transform: Transform | None = None,
-             check: Check | None = None) -> Callable[[StrategyFn], StrategyFn]:
-    """Decorator registering ``fn`` as strategy ``name``; duplicates and bad names raise StrategyError."""
+def register(name: str, transform: Transform | None = None, check: Check | None = None,
+             roles: bool = True) -> Callable[[StrategyFn], StrategyFn]:
+    """Decorator registering ``fn`` as strategy ``name``; duplicates and bad names raise StrategyError.
+    ``roles=False``: the strategy reads parameter names only, so it needs no role table."""
     if not _NAME.match(name):
         raise StrategyError(f"strategy name {name!r} must match [a-z0-9_]+")
     if name in _REGISTRY:
@@ -89,7 +93,7 @@ def register(name: str, transform: Transform | None = None,
         if any(k in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD,
                      inspect.Parameter.POSITIONAL_ONLY) for k in kinds):
             raise StrategyError(f"strategy {name!r}: params after `model` must be plain keyword parameters")
-        _REGISTRY[name] = Strategy(name, fn, transform, check)
+        _REGISTRY[name] = Strategy(name, fn, transform, check, roles)
         return fn
 
     return deco
@@ -146,14 +150,19 @@ def validate_params(name: str, params: Mapping[str, Any] | None) -> dict[str, An
     return {f.name: getattr(valid, f.name) for f in dataclasses.fields(valid)}
 
 
+def _name_only() -> list[str]:
+    return [n for n in available() if not _REGISTRY[n].needs_roles]
+
+
 def check_compatible(name: str, params: Mapping[str, Any] | None, hf_config: Any) -> dict[str, Any]:
     """Cheap config-time checks of ``params`` against a HF config (no model); returns validated params."""
     strategy = resolve(name)
     valid = validate_params(name, params)
     model_type = getattr(hf_config, "model_type", None)
-    if model_type not in SUPPORTED_TYPES:
-        raise StrategyError(f"model_type {model_type!r} is not supported by the strategies; "
-                            f"supported: {', '.join(SUPPORTED_TYPES)}", "model")
+    if strategy.needs_roles and arch_for(hf_config) is None:
+        raise StrategyError(f"strategy {name!r} selects parameters by role, and model_type {model_type!r} has no "
+                            f"role table (built in: {', '.join(SUPPORTED_TYPES)}): give one as model.roles, or use "
+                            f"a strategy that reads names only ({', '.join(_name_only())})", "model.roles")
     if strategy.check is not None:
         strategy.check(hf_config, **valid)
     return valid

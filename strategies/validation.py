@@ -180,6 +180,8 @@ def _message(err: dict, root: Any, unknown: str, required: str) -> str:
         tp = _type_at(root, loc)
         allowed = [str(a) for a in typing.get_args(tp)] if typing.get_origin(tp) is Literal else [ctx["expected"]]
         return f"got {value!r}; allowed values: {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+    if kind == "value_error":   # a validator of ours raised ValueError: its own words, not pydantic's prefix
+        return f"{ctx.get('error', err['msg'])}, got {value!r}"
     if kind == "string_pattern_mismatch" and not value.strip():   # blank: whatever the pattern, say so
         kind = "string_too_short"
     text = repr(value)

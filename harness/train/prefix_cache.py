@@ -12,7 +12,18 @@ What is cached depends on how much is frozen (:func:`plan`):
   review, unpadded; the top layers, pooler and classifier then run on them with the attention mask.
 * ``cls`` (all layers frozen but the head before the classifier trains, e.g. ``bottom_k`` with k = depth,
   RoBERTa/ELECTRA ``head_only``): the last layer's first-token vector, all that the head reads.
-* ``pooled`` (all layers and the pooler frozen, e.g. BERT/DistilBERT ``head_only``): the classifier's input.
+* ``pooled`` (all layers and the pooler frozen, e.g. BERT/DistilBERT/DeBERTa/ModernBERT ``head_only``): the
+  classifier's input.
+* ``hidden`` with n = depth where the head reads every token (ModernBERT with ``classifier_pooling: mean``):
+  the last layer's output, and the head runs on an empty layer stack.
+
+Where the pieces are comes from the architecture table (:mod:`strategies.archs`): the embeddings modules to
+pass through, the layer list, the modules after the stack (BERT's pooler, ModernBERT's ``final_norm``: the
+fill stops before them, the cached run applies them), the encoder modules only the first layer uses
+(DeBERTa's ``conv``: dropped from the cached top). DeBERTa's relative-position embeddings stay in the encoder:
+both the fill and the cached top layers read them from there (they are frozen whenever a cache is allowed,
+see :func:`plan`); ModernBERT's rotary embeddings and masks are rebuilt by the model from the cached length.
+A ``model.roles`` architecture has no such layout and is refused.
 
 Entries are stored in the training precision (bf16 under bf16 autocast, fp32 otherwise) and fed back in
 fp32. The model is never rebuilt: for each call the frozen modules are swapped out of the forward path
@@ -30,13 +41,11 @@ import torch
 from torch import nn
 
 from harness.config import ConfigError
-from strategies.roles import frozen_prefix_layers, num_layers, param_roles
+from strategies import SUPPORTED_TYPES, UnmappedParameterError, arch_for, frozen_prefix_layers, num_layers, param_roles
 
 __all__ = ["KEY", "CachePlan", "check_config", "plan", "PrefixCache", "for_trial"]
 
 KEY = "train.cache_frozen_prefix"
-_LAYER_PARENT = {"distilbert": "transformer"}      # where the layer ModuleList lives under the base model
-_POOLED_TYPES = ("bert", "distilbert")              # logits = classifier(dropout(pooler-role output))
 
 
 @dataclass(frozen=True)
@@ -61,38 +70,77 @@ def check_config(train: Any, resources: Any = None) -> None:
 
 def plan(model: nn.Module, trainable: frozenset[str]) -> CachePlan:
     """What to cache for this model and trainable set; ConfigError if nothing frozen is worth caching."""
-    n = frozen_prefix_layers(model, trainable)
+    arch = arch_for(model.config)
+    if arch is None or not arch.embeddings:
+        raise ConfigError(KEY, f"needs a built-in architecture table ({', '.join(SUPPORTED_TYPES)}) to find the "
+                               f"frozen prefix; model_type {model.config.model_type!r} has "
+                               f"{'only a model.roles map' if arch else 'none'}")
+    try:
+        infos = param_roles(model)
+        n = frozen_prefix_layers(model, trainable)
+    except UnmappedParameterError as exc:
+        raise ConfigError(KEY, f"cannot find the frozen prefix: {exc}") from None
     if n < 0:
         raise ConfigError(KEY, "the strategy trains embedding parameters, so there is no frozen prefix to cache")
+    shared = [name for name in infos if name in trainable and infos[name].shared]
+    if shared:
+        raise ConfigError(KEY, f"the strategy trains {shared[0]}, which every encoder layer reads, so no encoder "
+                               "layer is wholly frozen and there is no frozen prefix to cache")
     if n == 0:
         raise ConfigError(KEY, "the strategy trains parameters of encoder layer 0, so no encoder layer is wholly "
                                "frozen and there is no frozen prefix worth caching")
     depth = num_layers(model)
     if n < depth:
         return CachePlan(n, depth, "hidden")
-    pooler = [name for name, info in param_roles(model).items() if "pooler" in info.roles]
-    frozen_pooler = not any(name in trainable for name in pooler)
-    if model.config.model_type in _POOLED_TYPES and pooler and frozen_pooler:
+    pooler = [name for name, info in infos.items() if "pooler" in info.roles]
+    if arch.head is not None and pooler and not any(name in trainable for name in pooler):
         return CachePlan(n, depth, "pooled")
-    return CachePlan(n, depth, "cls")
+    if arch.first_token(model.config):
+        return CachePlan(n, depth, "cls")
+    return CachePlan(n, depth, "hidden")   # the head reads every token: keep them all, run no layer
 
 
 class _PassThrough(nn.Module):
-    """Stands in for the embeddings: hands the cached hidden states (``inputs_embeds``) straight through."""
+    """Stands in for the embeddings: hands the cached hidden states (``inputs_embeds``, or the one tensor
+    among the positional arguments: DistilBERT, ELECTRA's projection) straight through."""
 
-    def forward(self, input_ids=None, inputs_embeds=None, *args, **kwargs):
-        return inputs_embeds
+    def forward(self, *args, **kwargs):
+        if kwargs.get("inputs_embeds") is not None:
+            return kwargs["inputs_embeds"]
+        return next(a for a in args if isinstance(a, torch.Tensor))
+
+
+class _NoLayer(nn.Module):
+    """The one layer of an otherwise empty stack, for encoders that need at least one (DeBERTa)."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states, None
+
+
+def _slot(model: nn.Module, path: str) -> tuple[nn.Module, str] | None:
+    """(parent module, attribute) of the module at dotted ``path``; None where the model has none there."""
+    parent_path, _, attr = path.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_path) if parent_path else model
+    except AttributeError:
+        return None
+    return (parent, attr) if getattr(parent, attr, None) is not None else None
+
+
+def _slots(model: nn.Module, paths: tuple[str, ...]) -> list[tuple[nn.Module, str]]:
+    return [slot for path in paths if (slot := _slot(model, path)) is not None]
 
 
 @contextlib.contextmanager
-def _swapped(module: nn.Module, **attrs) -> Iterator[None]:
-    old = {name: getattr(module, name) for name in attrs}
+def _swapped(swaps: list[tuple[tuple[nn.Module, str], Any]]) -> Iterator[None]:
+    """Put each value in its (module, attribute) slot for the duration; the originals go back afterwards."""
+    old = [(slot, getattr(*slot)) for slot, _ in swaps]
     try:
-        for name, value in attrs.items():
+        for (module, name), value in swaps:
             setattr(module, name, value)
         yield
     finally:
-        for name, value in old.items():
+        for (module, name), value in old:
             setattr(module, name, value)
 
 
@@ -102,13 +150,15 @@ class PrefixCache:
     def __init__(self, model: nn.Module, trainable: frozenset[str], dtype: torch.dtype = torch.float32):
         self.plan = plan(model, trainable)
         self.dtype = dtype
+        arch = arch_for(model.config)
         self.base = getattr(model, model.base_model_prefix)
-        self.layer_parent = getattr(self.base, _LAYER_PARENT.get(model.config.model_type, "encoder"))
-        layers = list(self.layer_parent.layer)
+        self.layer_slot = _slot(model, arch.roles.layers)
+        layers = list(getattr(*self.layer_slot))
         self.bottom = nn.ModuleList(layers[: self.plan.layers])
-        self.top = nn.ModuleList(layers[self.plan.layers:])
-        self.passthrough = _PassThrough()
-        self.has_pooler = getattr(self.base, "pooler", None) is not None
+        self.top = nn.ModuleList(layers[self.plan.layers:] or ([_NoLayer()] if arch.tuple_layers else []))
+        self.embeddings, self.after_stack = _slots(model, arch.embeddings), _slots(model, arch.after_stack)
+        self.bottom_only = _slots(model, arch.bottom_only)
+        self.head = arch.head
         self._stores: dict[str, dict[int, torch.Tensor]] = {}    # split name -> example index -> entry
         # per mode of the model at the time ("train": fills paid inside training steps, "eval": in evaluations)
         self.stats = {mode: {"computed": 0, "tokens": 0, "sq_tokens": 0, "hits": 0} for mode in ("train", "eval")}
@@ -134,11 +184,12 @@ class PrefixCache:
         entries = [store[ex] for ex in ids]
         if self.plan.level == "pooled":
             h = torch.stack(entries).to(device=device, dtype=torch.float32)
-            return model.classifier(model.dropout(h))
+            dropout, classifier = (getattr(model, name) for name in self.head)
+            return classifier(dropout(h))
         if self.plan.level == "cls":
             h = torch.stack(entries).to(device=device, dtype=torch.float32)[:, None, :]
             mask = torch.ones(h.shape[:2], dtype=torch.int64, device=device)
-            return self._suffix(model, h, mask, nn.ModuleList())
+            return self._suffix(model, h, mask, self.top)     # all layers are frozen: top is the empty stack
         lengths = [len(e) for e in entries]
         h = nn.utils.rnn.pad_sequence(entries, batch_first=True).to(device=device, dtype=torch.float32)
         mask = (torch.arange(h.shape[1])[None, :] < torch.tensor(lengths)[:, None]).to(device=device,
@@ -150,8 +201,8 @@ class PrefixCache:
 
     # ----------------------------------------------------------------------------------------- private
     def _suffix(self, model: nn.Module, h: torch.Tensor, mask: torch.Tensor, layers: nn.ModuleList) -> torch.Tensor:
-        extra = {"embeddings_project": nn.Identity()} if hasattr(self.base, "embeddings_project") else {}
-        with _swapped(self.base, embeddings=self.passthrough, **extra), _swapped(self.layer_parent, layer=layers):
+        swaps = [(slot, _PassThrough()) for slot in self.embeddings] + [(slot, None) for slot in self.bottom_only]
+        with _swapped(swaps + [(self.layer_slot, layers)]):
             return model(inputs_embeds=h, attention_mask=mask).logits
 
     @torch.no_grad()
@@ -175,15 +226,15 @@ class PrefixCache:
     def _prefix(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.plan.level == "pooled":
             captured: list[torch.Tensor] = []
-            hook = model.classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+            classifier = getattr(model, self.head[1])
+            hook = classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
             try:
                 model(**inputs)
             finally:
                 hook.remove()
             return captured[0]
-        no_pooler = {"pooler": None} if self.has_pooler else {}
-        layers = self.bottom if self.plan.level == "hidden" else self.layer_parent.layer
-        with _swapped(self.base, **no_pooler), _swapped(self.layer_parent, layer=layers):
+        # the stack's output only: what runs after it (pooler, final norm) runs on the cached entries
+        with _swapped([(slot, nn.Identity()) for slot in self.after_stack] + [(self.layer_slot, self.bottom)]):
             hidden = self.base(**inputs).last_hidden_state
         return hidden if self.plan.level == "hidden" else hidden[:, 0]
 

@@ -18,32 +18,14 @@ import torch
 import yaml
 
 from tests.conftest import IMDB, tiny_sweep_dict
+from tests.support.guards import forbid_model_loads, forbid_ray
 
 
 @pytest.fixture
 def guarded(monkeypatch):
     """No model load, no Ray: either one fails the test."""
-    import transformers
-
-    import harness.adapters.ray as tune_runner
-
-    real_from_config = transformers.AutoModelForSequenceClassification.from_config
-
-    def no_model(*a, **k):
-        raise AssertionError("a model load started")
-
-    def meta_only(*a, **k):   # pre-flight may build a weightless meta-device model (counts, cache plans)
-        if torch.get_default_device().type != "meta":
-            raise AssertionError("a model build with weights started")
-        return real_from_config(*a, **k)
-
-    def no_ray(*a, **k):
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_model)
-    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_config", meta_only)
-    monkeypatch.setattr(tune_runner, "init_ray", no_ray)
-    monkeypatch.setattr(tune_runner, "run_tune", no_ray)
+    forbid_model_loads(monkeypatch)
+    forbid_ray(monkeypatch)
 
 
 def run_cli(path: Path, *extra: str, capsys) -> tuple[int, str]:

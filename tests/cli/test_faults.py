@@ -38,6 +38,7 @@ import yaml
 from harness.config import build_config
 from harness.config.expand import expand
 from tests.conftest import ROOT, tiny_sweep_dict
+from tests.support.guards import forbid_model_loads, forbid_ray
 
 HOOK = textwrap.dedent('''
     """freezebench fault injection for tests (see tests/cli/test_faults.py). Inert without FREEZEBENCH_FAULTS."""
@@ -536,15 +537,6 @@ class _FullDisk:
         return getattr(os, name)
 
 
-def _no_ray(monkeypatch):
-    import harness.adapters.ray as tune_runner
-
-    def refuse(*a, **k):
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(tune_runner, "init_ray", refuse)
-
-
 def test_disk_full_while_writing_a_result_keeps_the_last_good_one(tmp_path, cache_dir, monkeypatch):
     import harness.results
     from harness.train.trial import run_trial
@@ -570,7 +562,7 @@ def test_disk_full_at_sweep_start_is_a_clear_error_and_keeps_earlier_results(tmp
     earlier = tmp_path / "results" / "tiny" / "trials" / "earlier" / "result.json"
     earlier.parent.mkdir(parents=True)
     earlier.write_text('{"status": "ok"}\n')
-    _no_ray(monkeypatch)
+    forbid_ray(monkeypatch)
     monkeypatch.setattr(harness.results.store, "os", _FullDisk(free=0))
     rc = sweep.main([str(config), "--resume"])
     err = capsys.readouterr().err
@@ -582,20 +574,13 @@ def test_disk_full_at_sweep_start_is_a_clear_error_and_keeps_earlier_results(tmp
 
 def test_unwritable_results_folder_is_a_clear_error_before_training(tmp_path, cache_dir, monkeypatch, capsys):
     """Root ignores permission bits, so the folder is made unwritable another way: its parent is a file."""
-    import transformers
-
     from harness import sweep
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the results folder should be")
     data = tiny_sweep_dict(tmp_path, output={"dir": str(blocker / "results")})
     config = write_config(tmp_path / "tiny.yaml", data)
-
-    def no_load(*a, **k):
-        raise AssertionError("a model load started")
-
-    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", no_load)
-    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_config", no_load)
-    _no_ray(monkeypatch)
+    forbid_model_loads(monkeypatch)
+    forbid_ray(monkeypatch)
     rc = sweep.main([str(config)])
     err = capsys.readouterr().err
     assert rc == 2, err

@@ -11,14 +11,15 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 import strategies as S
 from strategies.registry import register
-from tests.support.tiny import tiny_config, tiny_model
+from tests.support.tiny import ARCHS, tiny_config, tiny_model
 
-ARCHS = ("bert", "roberta", "distilbert", "electra")
+# ModernBERT's default config has no bias terms (bitfit is refused there): its bitfit case runs with them on
+BIASES = {"modernbert": dict(attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True)}
 
 
 # Expected trainable sets, computed from parameter names alone (independently of strategies.roles).
 def _layer(n: str) -> int | None:
-    m = re.search(r"\.layer\.(\d+)\.", n)
+    m = re.search(r"\.layers?\.(\d+)\.", n)
     return int(m[1]) if m else None
 
 
@@ -26,16 +27,20 @@ def _emb(n: str) -> bool:
     return ".embeddings" in n          # also ELECTRA's electra.embeddings_project
 
 
+def _shared(n: str) -> bool:           # DeBERTa's relative-position table and its norm: every layer reads them
+    return ".encoder.rel_embeddings." in n or ".encoder.LayerNorm." in n
+
+
 def _attn(n: str) -> bool:
-    return ".attention." in n or ".sa_layer_norm." in n
+    return any(s in n for s in (".attention.", ".sa_layer_norm.", ".attn.", ".attn_norm.")) or _shared(n)
 
 
 def _head(n: str) -> bool:
     return n.startswith("classifier.")
 
 
-def _pooler(n: str) -> bool:
-    return ".pooler." in n or n.startswith("pre_classifier.")
+def _pooler(n: str) -> bool:           # BERT, DistilBERT, DeBERTa, ModernBERT (final norm + pretrained head)
+    return ".pooler." in n or n.startswith(("pre_classifier.", "pooler.", "head.")) or ".final_norm." in n
 
 
 CASES: dict[str, tuple[dict, Callable[[str], bool]]] = {
@@ -44,13 +49,14 @@ CASES: dict[str, tuple[dict, Callable[[str], bool]]] = {
     "freeze_attention": ({}, lambda n: not _emb(n) and not _attn(n)),
     "head_only": ({}, _head),
     "top_k": ({"k": 1}, lambda n: _layer(n) == 1 or _head(n) or _pooler(n)),
-    "bottom_k": ({"k": 1}, lambda n: not _emb(n) and _layer(n) != 0),
+    "bottom_k": ({"k": 1}, lambda n: not _emb(n) and _layer(n) != 0 and not _shared(n)),
     "bitfit": ({}, lambda n: n.endswith(".bias") or _head(n)),
-    "layernorm": ({}, lambda n: "LayerNorm." in n or "layer_norm." in n or _head(n)),
+    "layernorm": ({}, lambda n: re.search(r"(LayerNorm|layer_norm|norm)\.(weight|bias)$", n) or _head(n)),
     "lora": ({"r": 4, "targets": ["query", "value", "ffn_in"]}, lambda n: "lora_" in n or _head(n)),
-    "rules": ({"train": [r"\.layer\.1\.", "^classifier"], "freeze": [r"\.bias$"]},
-              lambda n: (".layer.1." in n or _head(n)) and not n.endswith(".bias")),
+    "rules": ({"train": [r"\.layers?\.1\.", "^classifier"], "freeze": [r"\.bias$"]},
+              lambda n: (_layer(n) == 1 or _head(n)) and not n.endswith(".bias")),
 }
+LORA_TARGETS = {"modernbert": ["qkv", "ffn_in"]}     # fused query/key/value: no per-Q/V targets
 # Softmax is invariant to the attention key bias: its gradient is ~0, so it need not move in a few steps.
 NO_GRADIENT = re.compile(r"(attention\.self\.key|attention\.k_lin)\.bias$")
 
@@ -75,7 +81,11 @@ def _train_steps(model: nn.Module, steps: int = 3) -> None:
 @pytest.mark.parametrize("name", S.available())
 def test_contract(name: str, arch: str):
     params, expected_fn = CASES[name]
-    model = S.prepare_model(tiny_model(arch), name, params)
+    if name == "lora" and arch in LORA_TARGETS:
+        params = dict(params, targets=LORA_TARGETS[arch])
+    overrides = BIASES.get(arch, {}) if name == "bitfit" else {}
+    S.check_compatible(name, params, tiny_config(arch, **overrides))     # what pre-flight asks first
+    model = S.prepare_model(tiny_model(arch, **overrides), name, params)
     if name == "lora":   # as peft's tests (init_lora_weights=False): with B = 0, A would get no gradient
         with torch.no_grad():
             for n, p in model.named_parameters():
@@ -84,6 +94,10 @@ def test_contract(name: str, arch: str):
     names = S.trainable_names(model, name, params)
     all_names = [n for n, _ in model.named_parameters()]
     assert names == {n for n in all_names if expected_fn(n)}
+    infos = S.param_roles(model)          # every parameter mapped, to exactly one primary role
+    assert list(infos) == all_names
+    assert all(len(i.roles & {"embeddings", "attention", "ffn", "pooler", "classifier", "adapter"}) == 1
+               for i in infos.values())
     S.apply_trainable(model, names)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     _train_steps(model)
@@ -186,8 +200,12 @@ def test_check_compatible_k_range():
         S.check_compatible("bottom_k", {"k": 4}, distil)
     with pytest.raises(S.StrategyError, match=r"strategy\.params\.k"):     # also on a real model
         S.trainable_names(tiny_model("bert"), "top_k", {"k": 3})
-    with pytest.raises(S.StrategyError, match="model_type 'gpt2'"):
-        S.check_compatible("full", {}, AutoConfig.for_model("gpt2"))
+    gpt2 = AutoConfig.for_model("gpt2")
+    with pytest.raises(S.StrategyError, match=r"^model\.roles: strategy 'head_only' .*model_type 'gpt2' has no "
+                                              r"role table.*\(full, rules\)"):
+        S.check_compatible("head_only", {}, gpt2)
+    assert S.check_compatible("full", {}, gpt2) == {}                   # names only: any architecture
+    assert S.check_compatible("rules", {"train": ["h"]}, gpt2) == {"train": ["h"], "freeze": []}
 
 
 def test_apply_trainable_refuses_empty_and_unknown_names():
@@ -204,13 +222,19 @@ def test_apply_trainable_refuses_empty_and_unknown_names():
 def test_unmapped_parameter_and_unknown_model_type():
     model = tiny_model("bert")
     model.extra = nn.Linear(2, 2)
-    with pytest.raises(S.UnmappedParameterError, match=r"extra\.weight, extra\.bias") as e:
-        S.trainable_names(model, "full")
+    with pytest.raises(S.UnmappedParameterError, match=r"bert role table.*model\.roles.*extra\.weight, "
+                                                       r"extra\.bias") as e:
+        S.trainable_names(model, "head_only")
     assert isinstance(e.value, ValueError)
     gpt2 = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(
         "gpt2", n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16, num_labels=2))
-    with pytest.raises(S.UnmappedParameterError, match="'gpt2'.*supported: bert, distilbert, electra, roberta"):
+    with pytest.raises(S.UnmappedParameterError, match="'gpt2' has no role table .*built in: bert, camembert, "
+                                                       "deberta-v2, distilbert, electra, modernbert, roberta, "
+                                                       "xlm-roberta.*model.roles"):
         S.trainable_names(gpt2, "head_only")
+    everything = {n for n, _ in gpt2.named_parameters()}                 # full and rules need no roles
+    assert S.freeze(gpt2, "full").names == everything
+    assert S.freeze(gpt2, "rules", {"train": ["^score"]}).names == {"score.weight"}
 
 
 def test_rules_errors_name_the_pattern():
@@ -227,6 +251,40 @@ def test_method_cards():
         card = S.resolve(name).card
         assert S.summary(name) == card.splitlines()[0] and len(S.summary(name)) > 20, name
         assert "Source" in card and "Caveat" in card, name
+
+
+# -- architecture decisions ----------------------------------------------------------------------------
+def test_deberta_shared_relative_positions_train_only_with_every_layer():
+    shared = {"deberta.encoder.rel_embeddings.weight", "deberta.encoder.LayerNorm.weight",
+              "deberta.encoder.LayerNorm.bias"}
+    model = tiny_model("deberta-v2")
+    assert shared <= S.trainable_names(model, "top_k", {"k": 2})          # k = depth: every layer trains
+    assert not shared & S.trainable_names(model, "top_k", {"k": 1})
+    assert not shared & S.trainable_names(model, "bottom_k", {"k": 1})    # the frozen bottom reads them
+    assert shared <= S.trainable_names(model, "freeze_embeddings")
+    assert not shared & S.trainable_names(model, "freeze_attention")
+
+
+def test_modernbert_bitfit_refused_without_biases():
+    for check in (lambda: S.check_compatible("bitfit", {}, tiny_config("modernbert")),
+                  lambda: S.trainable_names(tiny_model("modernbert"), "bitfit")):
+        with pytest.raises(S.StrategyError, match=r"^strategy\.name: modernbert has no bias terms below the "
+                                                  r"classifier.*head_only"):
+            check()
+    biased = tiny_model("modernbert", **BIASES["modernbert"])
+    assert "model.layers.0.attn.Wqkv.bias" in S.trainable_names(biased, "bitfit")
+
+
+def test_modernbert_lora_refuses_per_qv_targets():
+    with pytest.raises(S.StrategyError, match=r"^strategy\.params\.targets: unknown or no targets \['query', "
+                                              r"'value'\]; allowed for modernbert: qkv, .*fuses query, key and "
+                                              r"value into one projection \(attn\.Wqkv\)"):
+        S.check_compatible("lora", {}, tiny_config("modernbert"))
+    model = S.prepare_model(tiny_model("modernbert"), "lora", {"targets": ["qkv"]})
+    mods = {n.split(".lora_")[0] for n, _ in model.named_parameters() if "lora_" in n}
+    assert mods == {f"model.layers.{i}.attn.Wqkv" for i in range(2)}
+    with pytest.raises(S.StrategyError, match=r"strategy\.params\.targets.*allowed for bert: query"):
+        S.check_compatible("lora", {"targets": ["qkv"]}, tiny_config("bert"))
 
 
 # -- LoRA --------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 deviation is named and bounded here. Tiny random models, no download, except the tokenization check."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from harness.data.batching import BatchStream, batch_order, collate
 from harness.config import ConfigError, build_config
 from harness.config.expand import expand
 from tests.conftest import IMDB, tiny_sweep_dict
-from tests.support.tiny import tiny_model
+from tests.support.tiny import ARCHS, tiny_model
 
 
 def _freeze(model, strategy: str, **params) -> frozenset[str]:
@@ -127,14 +129,31 @@ def test_frozen_linears_do_no_weight_gradient_matmuls(strategy, params):
 
 
 # ----------------------------------------------------------------------------- frozen-prefix cache
-_CASES = [("bert", "head_only", {}, "pooled"), ("bert", "top_k", {"k": 1}, "hidden"),
-          ("bert", "bottom_k", {"k": 2}, "cls"), ("roberta", "head_only", {}, "cls"),
-          ("roberta", "top_k", {"k": 1}, "hidden"), ("distilbert", "head_only", {}, "pooled"),
-          ("distilbert", "bottom_k", {"k": 1}, "hidden"), ("electra", "top_k", {"k": 1}, "hidden")]
+# (architecture, config overrides): every built-in table, plus DeBERTa-v2-xlarge's convolution after layer 0
+# and ModernBERT's mean pooling (its head reads every token)
+_MODELS = [(a, {}) for a in ARCHS] + [("deberta-v2", {"conv_kernel_size": 3, "num_hidden_layers": 3}),
+                                      ("modernbert", {"classifier_pooling": "mean"})]
+_POOLED = ("bert", "distilbert", "deberta-v2", "modernbert")   # a pretrained pooler, frozen by head_only
 
 
-def _logits_pair(arch, strategy, params, dtype):
-    model = tiny_model(arch)
+def _level(arch, overrides, strategy, params, depth):
+    if strategy == "top_k" or (strategy == "bottom_k" and params["k"] < depth):
+        return "hidden"
+    if strategy == "head_only" and arch in _POOLED:
+        return "pooled"
+    return "hidden" if overrides.get("classifier_pooling") == "mean" else "cls"
+
+
+_CASES = [(arch, overrides, strategy, params,
+           _level(arch, overrides, strategy, params, overrides.get("num_hidden_layers", 2)))
+          for arch, overrides in _MODELS
+          for strategy, params in [("head_only", {}), ("top_k", {"k": 1}), ("bottom_k", {"k": 1}),
+                                   ("bottom_k", {"k": overrides.get("num_hidden_layers", 2)})]]
+_IDS = [f"{a}{'+' + '+'.join(o) if o else ''}-{s}{p.get('k', '')}" for a, o, s, p, _ in _CASES]
+
+
+def _logits_pair(arch, overrides, strategy, params, dtype):
+    model = tiny_model(arch, **overrides)
     names = _freeze(model, strategy, **params)
     model.eval()
     cache = prefix_cache.PrefixCache(model, names, dtype)
@@ -152,22 +171,65 @@ def _logits_pair(arch, strategy, params, dtype):
     return cache, torch.cat(uncached), torch.cat(cached)
 
 
-@pytest.mark.parametrize("arch,strategy,params,level", _CASES)
-def test_cached_prefix_logits_equal_uncached_fp32(arch, strategy, params, level):
-    cache, uncached, cached = _logits_pair(arch, strategy, params, torch.float32)
+@pytest.mark.parametrize("arch,overrides,strategy,params,level", _CASES, ids=_IDS)
+def test_cached_prefix_logits_equal_uncached_fp32(arch, overrides, strategy, params, level):
+    cache, uncached, cached = _logits_pair(arch, overrides, strategy, params, torch.float32)
     assert cache.plan.level == level
     torch.testing.assert_close(cached, uncached, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch,strategy,params,level", _CASES)
-def test_cached_prefix_logits_equal_uncached_bf16(arch, strategy, params, level):
+@pytest.mark.parametrize("arch,overrides,strategy,params,level", _CASES, ids=_IDS)
+def test_cached_prefix_logits_equal_uncached_bf16(arch, overrides, strategy, params, level):
     """bf16 autocast: entries are stored in bf16; the classifier input is bf16 anyway ("pooled", "cls"),
-    so only the hidden-state cache rounds something the uncached model keeps in fp32 (the residual)."""
-    cache, uncached, cached = _logits_pair(arch, strategy, params, torch.bfloat16)
-    if level == "hidden":
+    so only the hidden-state cache rounds something the uncached model keeps in fp32 (the residual). So does
+    ModernBERT's "cls" entry: the residual before final_norm, which the cached run then normalises."""
+    cache, uncached, cached = _logits_pair(arch, overrides, strategy, params, torch.bfloat16)
+    if level == "hidden" or (arch == "modernbert" and level == "cls"):
         torch.testing.assert_close(cached, uncached, rtol=2e-2, atol=2e-2)
     else:
         torch.testing.assert_close(cached, uncached, rtol=0, atol=1e-6)
+
+
+def test_cached_prefix_serves_from_the_cache():
+    """The cached logits do not come from re-running the frozen bottom: scrambling the (frozen) embeddings after
+    the fill changes the model's own logits, not the cached ones."""
+    for arch in ARCHS:
+        model = tiny_model(arch)
+        names = _freeze(model, "top_k", k=1)
+        model.eval()
+        cache = prefix_cache.PrefixCache(model, names)
+        batch = collate(_reviews(6, seed=1), np.zeros(6), pad_id=0)
+        with torch.no_grad():
+            first = cache.logits(model, batch, ("eval", np.arange(6)))
+            for p in model.get_submodule(strategies.arch_for(model.config).embeddings[0]).parameters():
+                p.add_(torch.randn_like(p))
+            again = cache.logits(model, batch, ("eval", np.arange(6)))
+            fresh = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        assert torch.equal(first, again), arch
+        assert not torch.allclose(first, fresh, rtol=0, atol=1e-6), arch
+
+
+@pytest.mark.parametrize("strategy,params,match", [
+    ("full", {}, "trains embedding parameters"),
+    ("top_k", {"k": 2}, "trains deberta.encoder.rel_embeddings.weight, which every encoder layer reads"),
+])
+def test_cache_refused_where_deberta_shared_positions_train(strategy, params, match):
+    model = tiny_model("deberta-v2")
+    with pytest.raises(ConfigError, match=match):
+        prefix_cache.plan(model, strategies.trainable_names(model, strategy, params))
+
+
+def test_cache_refused_without_a_builtin_layout():
+    """A ``model.roles`` map says what each parameter is, not where the embeddings and layers run: no cache."""
+    from strategies.archs import ROLES_ATTR
+
+    model = tiny_model("mpnet")
+    with pytest.raises(ConfigError, match=r"^train\.cache_frozen_prefix: needs a built-in architecture table.*"
+                                          r"'mpnet' has none"):
+        prefix_cache.plan(model, frozenset({"classifier.out_proj.weight"}))
+    setattr(model.config, ROLES_ATTR, {"attention": ".", "layers": "mpnet.encoder.layer"})
+    with pytest.raises(ConfigError, match="'mpnet' has only a model.roles map"):
+        prefix_cache.plan(model, frozenset({"classifier.out_proj.weight"}))
 
 
 def test_cached_prefix_runs_without_dropout_and_trains_the_rest():
@@ -334,10 +396,11 @@ def test_attention_falls_back_where_a_query_sees_nothing():
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "electra"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_fast_paths_train_every_architecture(arch):
     """Every supported architecture trains through the swapped-in paths and evaluates exactly as before."""
-    model, fast = tiny_model(arch), tiny_model(arch)
+    dropout = dict(attention_dropout=0.1, mlp_dropout=0.1) if arch == "modernbert" else {}   # default: none
+    model, fast = tiny_model(arch, **dropout), tiny_model(arch, **dropout)
     cpu_fast.install(fast)
     batch = collate(_reviews(4), [0, 1, 0, 1], pad_id=0)
     model.eval(), fast.eval()
@@ -349,5 +412,5 @@ def test_fast_paths_train_every_architecture(arch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = fast(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
-    grads = [p.grad for n, p in fast.named_parameters() if ".layer." in n and n.endswith("weight")]
+    grads = [p.grad for n, p in fast.named_parameters() if re.search(r"\.layers?\.\d+\.", n) and n.endswith("weight")]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
