@@ -76,8 +76,17 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(rows: Sequence[dict], columns: Sequence[str], scroll: bool = True, kind: str = "") -> str:
-    head = "".join(f'<th class="{"t" if c in _TEXT else ""}">{_e(c)}</th>' for c in columns)
+_SCORE = {"test_score_mean", "diff_vs_full", "diff_ci95", "val_score_mean", "test_score_std", "test_score_ci95"}
+
+
+def _table(rows: Sequence[dict], columns: Sequence[str], scroll: bool = True, kind: str = "",
+           docs: Mapping[str, str] | None = None, metric: str | None = None) -> str:
+    def head_cell(c: str) -> str:
+        unit = f"<br><small>{_e(metric)}</small>" if metric and c in _SCORE else ""
+        tip = f' title="{_e(docs[c])}"' if docs and c in docs else ""
+        return f'<th class="{"t" if c in _TEXT else ""}"{tip}>{_e(c)}{unit}</th>'
+
+    head = "".join(head_cell(c) for c in columns)
     body = []
     for r in rows:
         cells = []
@@ -108,13 +117,16 @@ def render_html(t: Mapping[str, Any], figures: Mapping[str, Path] | None = None)
     parts += [f'<p class="rec" id="recommendation"><b>Recommendation.</b> {_e(headline(t))}</p>',
               f'<p class="muted">{t["n_trials"]} trials ({_e(counts)}). '
               f"{_e(settings_line(t).replace('`', ''))}</p>",
-              '<h2 id="verdicts">Verdicts against full</h2>', _table(t["summary"], verdict_columns(t["cost"]), scroll=False, kind="verdicts")]
+              '<h2 id="verdicts">Verdicts against full</h2>',
+              _table(t["summary"], verdict_columns(t["cost"]), scroll=False, kind="verdicts",
+                     docs=t["column_definitions"], metric=t["metric"])]
     if figures:
         parts += ["<h2>Figures</h2>", *(_figure(k, p) for k, p in figures.items())]
     parts += ['<h2 id="details">Selected configuration per strategy (details)</h2>',
-              _table(t["summary"], t["summary_columns"], kind="details"),
+              _table(t["summary"], t["summary_columns"], kind="details", docs=t["column_definitions"],
+                     metric=t["metric"]),
               "<h2>All configurations (one row per configuration, aggregated over seeds; val_ = validation, test_ = "
-              "test split)</h2>", _table(t["rows"], t["columns"], kind="rows")]
+              "test split)</h2>", _table(t["rows"], t["columns"], kind="rows", docs=t["column_definitions"])]
     parts.append("<h2>Trials that did not finish ok</h2>")
     if t["problems"]:
         parts.append(_table(t["problems"], ["trial_id", "strategy", "status", "step", "reason"]))

@@ -23,8 +23,8 @@ from harness.reporting.labels import place_labels, segment_boxes  # noqa: E402
 
 __all__ = ["write_plots", "pareto_figure", "PLOT_FILES", "VERDICT_COLORS", "DPI"]
 
-PLOT_FILES = {"val_curve": "val_score_vs_step.png", "train_loss": "train_loss_vs_step.png",
-              "pareto": "score_vs_cost.png", "stability": "stability.png"}
+PLOT_FILES = {"pareto": "score_vs_cost.png", "val_curve": "val_score_vs_step.png",
+              "train_loss": "train_loss_vs_step.png", "stability": "stability.png"}
 VERDICT_COLORS = {"superior": "#1a9850", "non-inferior": "#4575b4", "inconclusive": "#999999",
                   "inferior": "#d73027", "baseline": "#000000", None: "#cccccc"}
 _AXIS = {"params": "trainable parameters", "time": "wall-clock seconds per trial", "memory": "peak memory (MiB)"}
@@ -167,14 +167,14 @@ def write_plots(t: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
     selected, summary, metric = t["selected"], t["summary"], t["metric"]
     colors = _colors([s["strategy"] for s in summary])
     pareto = pareto_figure(summary, t["cost"], metric)
-    made = {
+    made = {   # the Pareto view first: it is the one that answers the question
+        "pareto": _save(pareto, out / PLOT_FILES["pareto"], tight=False) if pareto is not None else None,
         "val_curve": _curves(selected, colors, f.CURVE_FIELD, f"validation {metric} (curve subset)",
                              f"Validation {metric} vs step, selected config per strategy (mean, band = min–max over "
                              "seeds)", out / PLOT_FILES["val_curve"]),
         "train_loss": _curves(selected, colors, "train_loss", "train loss (mean since previous eval)",
                               "Train loss vs step, selected config per strategy (mean, band = min–max over seeds)",
                               out / PLOT_FILES["train_loss"]),
-        "pareto": _save(pareto, out / PLOT_FILES["pareto"], tight=False) if pareto is not None else None,
         "stability": _stability(summary, out / PLOT_FILES["stability"]),
     }
     return {k: v for k, v in made.items() if v is not None}

@@ -210,3 +210,22 @@ def test_varied_hparam_becomes_a_column_and_defensive_fields(tmp_path):
     assert [r["n_seeds"] for r in t["rows"]] == [2, 1, 1]
     report.write_report(sweep, console=lambda s: None, plots=False)
     assert (sweep / "report.html").is_file()
+
+
+def test_schema_1_results_render_flagged_optimistic(tmp_path):
+    """A 0.1 result (final.eval_accuracy, eval_accuracy curve, no val/test records) as the loader hands it over."""
+    old = []
+    for i, (strategy, acc) in enumerate([("full", 0.90), ("full", 0.91), ("bitfit", 0.89), ("bitfit", 0.895)]):
+        r = make_result(i, strategy, seed=i % 2)
+        for row in r["history"]:
+            row["eval_accuracy"] = row.pop("val_score")
+        for key in ("val", "test", "metric", "selected_on", "predictions"):
+            r.pop(key)
+        old.append({**r, "schema": "freezebench.trial/1", "final": {"step": 100, "eval_accuracy": acc}})
+    folder = write_sweep(tmp_path / "old", old)
+    t = report.build_tables(folder)
+    assert t["selected_on_test"] and t["metric"] == "accuracy"
+    by = {s["strategy"]: s for s in t["summary"]}
+    assert by["full"]["test_score_mean"] == pytest.approx(0.905) and by["bitfit"]["verdict"] is not None
+    assert t["rows"][0]["oscillation"] is not None                  # the old curve still feeds the stability
+    assert t["recommendation"].endswith("selected on test: optimistic.")
