@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.config import SweepConfig, TrialConfig
-from harness.reporting.stats import best_configs
+from harness.reporting.stats import build_groups
+from harness.reporting.summary import select
+from harness.reporting.tables import sweep_metric
 from harness.results import load_results, result_path, write_json_atomic
 from harness.train.export import WEIGHTS_FILE, export_model
 
@@ -43,7 +45,8 @@ def keep_models(cfg: SweepConfig, trials: list[TrialConfig], sweep_dir: Path,
     else:
         ready = {r["trial_id"] for r in have}
         chosen = {}
-        selected = {strategy: group for strategy, (_, group) in best_configs(results).items()}
+        selected = {strategy: g.trials for strategy, g in select(build_groups(results, sweep_metric(results))).items()
+                    if g is not None}
         for strategy in dict.fromkeys(r.get("strategy") for r in have):
             # the selected configuration's trials; with no selectable group (e.g. every score undefined), all
             candidates = [r for r in selected.get(strategy) or [] if r["trial_id"] in ready] or \

@@ -18,17 +18,25 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser("python -m harness.report", __doc__)
     p.add_argument("sweep_dir", help="a sweep folder, e.g. results/quickstart (holds trials/*/result.json)")
+    p.add_argument("--margin", type=float, metavar="M",
+                   help="non-inferiority margin in metric units (default: the sweep's report.margin, else 0.01)")
+    p.add_argument("--cost", choices=["params", "time", "memory"],
+                   help="what 'cheapest' means in the recommendation and the Pareto plot (default: report.cost)")
+    p.add_argument("--bootstrap-resamples", type=int, metavar="N",
+                   help="resamples of the paired bootstrap over test examples x seeds; 0: none (default: 2000)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures (report.html has no plots)")
     p.add_argument("--wandb-report", nargs="?", const="auto", choices=["auto", "online", "offline"], metavar="MODE",
                    help="also build a W&B Report: saved when online (auto: when an API key is configured), else "
                         "its specification is written to <sweep>/wandb_report.json (see docs/wandb.md)")
     args = p.parse_args(argv)
     try:
-        write_report(args.sweep_dir, plots=not args.no_plots)
+        write_report(args.sweep_dir, plots=not args.no_plots,
+                     overrides={"margin": args.margin, "cost": args.cost,
+                                "bootstrap_resamples": args.bootstrap_resamples})
     except NoResults as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ResultSchemaError, ValueError) as exc:  # an unreadable result file
+    except (ResultSchemaError, ValueError) as exc:  # an unreadable result file, a bad report setting
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.wandb_report:

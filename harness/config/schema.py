@@ -20,7 +20,8 @@ from strategies.validation import NUMBER, Bool, Int, List, Str
 
 __all__ = [
     "ConfigError", "EarlyStoppingConfig", "ModelConfig", "DataConfig", "TrainConfig", "StrategyConfig", "SearchConfig",
-    "ResourcesConfig", "WandbConfig", "LoggingConfig", "OutputConfig", "SweepConfig", "SEARCH_AXES", "SCHEDULERS",
+    "ResourcesConfig", "WandbConfig", "LoggingConfig", "OutputConfig", "ReportConfig", "SweepConfig", "SEARCH_AXES",
+    "SCHEDULERS",
 ]
 
 
@@ -223,6 +224,18 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class ReportConfig:
+    # how much worse than full (in metric units: 0.01 = one point of accuracy) a strategy may be and still
+    # count as non-inferior; the verdict reads the one-sided 95% interval of the difference against it
+    margin: Annotated[float, Field(ge=0, le=1), NUMBER] = 0.01
+    # what "cheapest" means in the recommendation and the Pareto plot: fewest trainable parameters (params),
+    # shortest wall-clock time per trial (time) or least peak memory (memory)
+    cost: Literal["params", "time", "memory"] = "params"
+    # resamples of the paired bootstrap over test examples x seeds (needs predictions.parquet); 0: none
+    bootstrap_resamples: Annotated[Int, Field(ge=0, le=100_000)] = 2000
+
+
+@dataclass(frozen=True, config=SECTION)
 class SweepConfig:
     name: Annotated[str, NAME] = "sweep"
     model: Section[ModelConfig] = field(default_factory=ModelConfig)
@@ -233,3 +246,4 @@ class SweepConfig:
     resources: Section[ResourcesConfig] = field(default_factory=ResourcesConfig)
     logging: Section[LoggingConfig] = field(default_factory=LoggingConfig)
     output: Section[OutputConfig] = field(default_factory=OutputConfig)
+    report: Section[ReportConfig] = field(default_factory=ReportConfig)

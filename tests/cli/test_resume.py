@@ -76,3 +76,17 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, cache_dir):
     progress = [ln for ln in (out.parent / "sweep-resume.log").read_text().splitlines() if ln.startswith("[")]
     assert progress and " 1/2 done" in progress[0], progress   # the trial finished before the kill counts
     assert " 2/2 done" in progress[-1], progress
+    # the same sweep, never interrupted: the resumed one reaches the same verdicts with the same numbers
+    reference = tmp_path / "reference"
+    clean = _start(reference, env=env)
+    assert clean.wait(timeout=600) == 0, (reference.parent / "sweep.log").read_text()[-4000:]
+    assert _verdicts(out) == _verdicts(reference)
+
+
+def _verdicts(out: Path) -> list[dict]:
+    import csv
+
+    keep = ("strategy", "verdict", "metric", "test_score_mean", "diff_vs_full", "diff_ci_low", "diff_ci_high",
+            "val_score_mean", "n_ok", "seeds_needed", "trainable_ratio")
+    with open(out / "smoke" / "summary.csv") as fh:
+        return [{k: row[k] for k in keep} for row in csv.DictReader(fh)]

@@ -42,7 +42,7 @@ def test_rte_pairs_sweep_end_to_end(tmp_path, cache_dir):
     for r in results:
         assert r["metric"]["name"] == "accuracy" and r["test"]["size"] == 139 and r["val"]["size"] == 124
         assert {"accuracy", "f1", "mcc"} <= set(r["test"]["metrics"]) and r["selected_on"] == "validation"
-    assert (tmp_path / "results" / "glue_rte" / "comparison.csv").is_file()
+    _table_is_in(tmp_path / "results" / "glue_rte", "accuracy", results)
 
 
 @pytest.mark.slow
@@ -55,10 +55,24 @@ def test_stsb_regression_sweep_keeps_a_model_that_reproduces_its_predictions(tmp
     results = {r["trial_id"]: r for r in _results(sweep_dir)}
     assert len(results) == 4 and all(r["status"] == "ok" for r in results.values())
     assert all(r["metric"] == {"name": "pearson", "mode": "max", "task": "regression"} for r in results.values())
+    _table_is_in(sweep_dir, "pearson", list(results.values()))
     kept = {r["strategy"]: r for r in results.values() if r.get("model_dir")}
     assert set(kept) == {"full", "freeze_attention"}                         # one model per strategy
     assert not list(sweep_dir.glob("trials/*/trainable.safetensors"))      # weights exported, then removed
     _reproduce(kept["freeze_attention"], sweep_dir, cache_dir)
+
+
+def _table_is_in(sweep_dir, metric, results):
+    """The comparison table's scores are the chosen metric: its column says so and its numbers are the trials'."""
+    import csv
+
+    rows = list(csv.DictReader(open(sweep_dir / "comparison.csv")))
+    assert rows and {r["metric"] for r in rows} == {metric}
+    for row in rows:
+        mine = [r["test"]["score"] for r in results if r["strategy"] == row["strategy"] and r["status"] == "ok"
+                and isinstance(r["test"]["score"], float)]
+        if mine and row["test_score_mean"]:
+            assert float(row["test_score_mean"]) == pytest.approx(float(np.mean(mine)))
 
 
 def _reproduce(result, sweep_dir, cache_dir):

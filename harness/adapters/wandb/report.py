@@ -11,6 +11,7 @@ from harness.adapters.wandb.mode import api_key_configured, entity_of, project_o
 from harness.adapters.wandb.session import quiet_env
 from harness.adapters.wandb.summary import headline_of, rel, sync_command
 from harness.config import WandbConfig, build_config
+from harness.reporting.columns import verdict_columns
 from harness.reporting.format import fmt
 from harness.results import read_json, write_json_atomic
 
@@ -18,8 +19,8 @@ __all__ = ["build_report", "publish_report"]
 
 
 def _summary_markdown(data: dict) -> str:
-    cols = [c for c in ("strategy", "n_ok", "acc_mean", "acc_std", "trainable_ratio", "samples_per_s",
-                        "diff_vs_full", "p_value", "verdict") if c in data["metadata"]["summary_columns"]]
+    meta = data["metadata"]
+    cols = [c for c in verdict_columns(meta.get("cost", "params")) if c in meta["summary_columns"] or c == "pareto"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in data["summary"]:
         lines.append("| " + " | ".join(fmt(c, row).replace("|", "\\|") for c in cols) + " |")
@@ -59,7 +60,7 @@ def build_report(sweep_dir: str | Path, *, entity: str = "", project: Optional[s
         wr.P(headline_of(data) or ""),
         wr.H2("Best configuration per strategy"),
         wr.MarkdownBlock(text=_summary_markdown(data)),
-        wr.H2("Evaluation accuracy by strategy (mean over runs, min-max band)"),
+        wr.H2("Validation score by strategy (mean over runs, min-max band)"),
         wr.PanelGrid(runsets=[trials], panels=[curve("val/score", "validation score by strategy"),
                                                curve("val/loss", "validation loss by strategy"),
                                                curve("train/loss", "train loss by strategy")]),
