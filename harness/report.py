@@ -1,6 +1,8 @@
 """python -m harness.report SWEEP_DIR: the comparison table of a sweep, from its stored results.
 
-Writes comparison.{csv,json,md}, summary.csv, plots/*.png and report.html into the sweep folder.
+Writes comparison.{csv,json,md}, summary.csv, plots/*.png and report.html into the sweep folder (every one of
+them is regenerated, so a damaged one is simply replaced). A trial whose result.json is damaged or missing is
+first rebuilt from the copy its final report left in Ray Tune's record (results/<sweep>/_tune/).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from harness.adapters.wandb import publish_report   # imports wandb only when a 
 from harness.cli import parser
 from harness.reporting import NoResults, write_report
 from harness.results import ResultSchemaError
+from harness.results.recover import recover_sweep
 
 __all__ = ["main"]
 
@@ -24,11 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "its specification is written to <sweep>/wandb_report.json (see docs/wandb.md)")
     args = p.parse_args(argv)
     try:
+        recover_sweep(args.sweep_dir, log=print)
         write_report(args.sweep_dir, plots=not args.no_plots)
     except NoResults as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ResultSchemaError, ValueError) as exc:  # an unreadable result file
+    except (ResultSchemaError, ValueError) as exc:  # an unreadable result file Tune holds no copy of
+        print(f"error: {exc} (and Ray Tune's record of the sweep holds no copy of it)", file=sys.stderr)
+        return 2
+    except OSError as exc:   # e.g. a full disk while rewriting a recovered result
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.wandb_report:

@@ -76,13 +76,23 @@ def default_cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir or os.environ.get("FREEZEBENCH_CACHE") or "~/.cache/freezebench").expanduser().absolute()
 
 
-def _usable(path: Path) -> bool:
+def _usable(path: Path, log: Callable[[str], Any] = print) -> bool:
+    """A cache file is trusted only when whole: every member present and every CRC-32 right (``testzip`` reads
+    it all, ~30 ms for 25 MB). A damaged one is reported and rebuilt, never read."""
+    if not path.is_file():
+        return False
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return {f"{s}_{a}.npy" for s in ("train", "eval") for a in _ARRAYS} | {"meta.npy"} <= names
+            bad = zf.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        bad = f"{type(exc).__name__}: {exc}"
+    else:
+        missing = ({f"{s}_{a}.npy" for s in ("train", "eval") for a in _ARRAYS} | {"meta.npy"}) - names
+        bad = f"checksum of {bad} does not match" if bad else (f"missing {sorted(missing)}" if missing else None)
+    if bad:
+        log(f"tokenized cache {path} is damaged ({bad}); rebuilding it")
+    return bad is None
 
 
 def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +128,7 @@ def prepare(cfg: DataConfig, tokenizer: Any, tokenizer_id: str, num_labels: int 
     fmt = check_source(cfg)
     cache = default_cache_dir(cfg) / "tokenized"
     path = cache / f"{cache_key(cfg, fingerprint(cfg, fmt), tokenizer_id, num_labels)}.npz"
-    if _usable(path):
+    if _usable(path, log):
         log(f"tokenized cache hit: {path}")
         return path
     t0 = time.perf_counter()
