@@ -70,7 +70,9 @@ def _validate(args) -> SweepConfig:
     cfg = load_config(args.config, overrides)
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(
         cfg.output, dir=str(Path(cfg.output.dir).expanduser().resolve())))
-    preflight(cfg)
+    # a login node often has no internet: the checks that need a Hub model's configuration are then skipped,
+    # with a note (the job runs them again when it starts), instead of failing the submission
+    preflight(cfg, skip_if_hub_unreachable=True, console=lambda msg: print(msg, file=sys.stderr))
     _check_fits(cfg, args)
     try:
         limit = parse_time(args.time)
