@@ -7,6 +7,8 @@ functions when they are imported, keyed by trial id, so a fault hits one chosen 
 * ``pause_at``: after that optimizer step the worker writes its pid to ``pidfile`` and waits; the test finds the
   process (a ``ray::`` worker under the driver) and SIGKILLs it.
 * ``hold_at``: after that step the worker creates ``held`` and waits until the test creates ``release``.
+* ``node`` (not per trial): the first trial to reach ``pause_at`` on the Ray node whose ``FB_NODE`` is ``on``
+  writes its pid and trial id to ``pidfile`` and waits; the test kills that node (tests/adapters/test_ray_nodes.py).
 * ``oom_at``: a real allocation failure before that step (8 GiB asked for under a ``RLIMIT_AS`` allowance).
 * ``killpg_in_checkpoint``: at that step's checkpoint, write the weights file, then SIGKILL the whole sweep
   (driver, Ray, workers) before ``state.pt`` and the ``done`` marker exist.
@@ -92,6 +94,14 @@ HOOK = textwrap.dedent('''
             if fault.get("oom_at") == run.step:
                 _oom()
             train_step(run, *args, **kwargs)
+            node = PLAN.get("node", {})                 # the first trial to reach the step on that Ray node
+            if node and os.environ.get("FB_NODE") == node["on"] and node["pause_at"] == run.step \
+                    and not os.path.exists(node["pidfile"]):
+                with open(node["pidfile"] + ".tmp", "w") as fh:
+                    json.dump({"pid": os.getpid(), "trial_id": run.cfg.trial_id,
+                               "raylet_pid": os.environ.get("RAY_RAYLET_PID")}, fh)
+                os.replace(node["pidfile"] + ".tmp", node["pidfile"])
+                time.sleep(600)                         # the test kills the whole node
             held = fault.get("held")
             if fault.get("hold_at") == run.step and held and not os.path.exists(held):
                 open(held, "w").close()                 # then wait (at most 5 min) until the test releases it
