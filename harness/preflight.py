@@ -36,8 +36,8 @@ def _rebase(cfg: SweepConfig, i: int, exc: "strategies.StrategyError") -> Config
 
 def _hub_ids(cfg: SweepConfig) -> list[tuple[str, str, str]]:
     """(config key, Hub id, repo type) of every source the sweep would fetch from the Hugging Face Hub."""
-    out = [(key, name, "model") for key, name in (("model.name", cfg.model.name), ("model.tokenizer", cfg.model.tokenizer))
-           if name and resolve_source(name) == name]
+    named = (("model.name", cfg.model.name), ("model.tokenizer", cfg.model.tokenizer))
+    out = [(key, name, "model") for key, name in named if name and resolve_source(name) == name]
     if resolve_format(cfg.data) == "hub":
         out.append(("data.source", cfg.data.source, "dataset"))
     return out
@@ -59,10 +59,10 @@ def check_hub(cfg: SweepConfig, skip_if_unreachable: bool = False, console=print
                 f"checks that need {repo!r}'s configuration; the job repeats them when it starts")
         return False
     cached = hub_cached(repo, cfg.model.revision if kind == "model" else None, kind)
-    hint = (f"it is in the local Hugging Face cache: run with HF_HUB_OFFLINE=1 to use that copy" if cached else
-            f"use a local path instead (a folder{' with config.json' if kind == 'model' else ' or file'}), or "
-            f"download it where there is internet (`hf download {repo}{' --repo-type dataset' if kind != 'model' else ''}`) "
-            f"and run with HF_HUB_OFFLINE=1")
+    what, flag = ("a folder with config.json", "") if kind == "model" else ("a folder or file", " --repo-type dataset")
+    hint = ("it is in the local Hugging Face cache: run with HF_HUB_OFFLINE=1 to use that copy" if cached else
+            f"use a local path instead ({what}), or download it where there is internet "
+            f"(`hf download {repo}{flag}`) and run with HF_HUB_OFFLINE=1")
     raise ConfigError(key, f"{repo!r} is a Hugging Face Hub id, but the Hub ({hub_endpoint()}) cannot be reached "
                            f"({why}); {hint}")
 

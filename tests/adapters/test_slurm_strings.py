@@ -93,7 +93,8 @@ def test_rendered_script_runs_hostile_settings_as_plain_arguments(tmp_path):
                     job_name="fb-x", nodes=1, gpus_per_node=0, cpus_per_node=2, time="10", signal_before=60,
                     log=str(tmp_path / "log-%j.out"))
     args = sweep_call(run_script(script, tmp_path, env))
-    want = ["-m", "harness.sweep", config, "--address", args[4], "--resume", "--set", f"output.dir={results}"]
+    want = ["-m", "harness.sweep", config, "--address", args[4], "--resume", "--wait-for-lock", "150", "--set",
+            f"output.dir={results}"]
     want += [a for o in overrides for a in ("--set", o)]
     assert args == want                                     # byte for byte, in order, nothing split or merged
     assert re.fullmatch(r"127\.0\.0\.1:\d+", args[4])
@@ -121,7 +122,8 @@ def test_submit_with_hostile_paths_and_values_hands_them_to_the_sweep_unchanged(
     assert re.search(rf"^#SBATCH --partition=gpu;touch\$\{{IFS\}}{re.escape(str(marker))}/p\s", out.out, re.M)
     args = sweep_call(run_script(out.out, tmp_path, env))
     assert args[2] == str(config.resolve())
-    assert args[5:] == ["--resume", "--set", f"output.dir={results}", *[a for o in overrides for a in ("--set", o)]]
+    assert args[5:] == ["--resume", "--wait-for-lock", "150", "--set", f"output.dir={results}",
+                        *[a for o in overrides for a in ("--set", o)]]
     assert sorted(os.listdir(marker)) == []
 
 

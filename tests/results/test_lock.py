@@ -51,8 +51,8 @@ def test_lock_names_its_holder_and_a_second_one_is_refused(tmp_path):
 def test_a_live_process_on_this_host_holds_even_without_renewing(tmp_path):
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        from harness.results.lock import _start_ticks
-        _write(tmp_path, **_ours(pid=sleeper.pid, pid_start=_start_ticks(sleeper.pid), renewed_at=time.time() - 1e6,
+        from harness.results.lock_holder import start_ticks
+        _write(tmp_path, **_ours(pid=sleeper.pid, pid_start=start_ticks(sleeper.pid), renewed_at=time.time() - 1e6,
                                  token="x"))
         assert is_stale(read_holder(tmp_path / LOCK_FILE)) == (False, "its process is running on this host")
         with pytest.raises(LockHeld):

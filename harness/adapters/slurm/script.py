@@ -75,7 +75,8 @@ def render(template: str, *, config: str, overrides: list[str], results: str, py
         rules.append((r"^#SBATCH --gpus-per-node=\S+(.*)$",
                       lambda tail: _line(f"#SBATCH --gpus-per-node={gpus_per_node}", tail)))
     else:
-        rules.append((r"^#SBATCH --gpus-per-node=\S+.*$()", lambda _: _line("##SBATCH --gpus-per-node=0", "# CPU only")))
+        rules.append((r"^#SBATCH --gpus-per-node=\S+.*$()",
+                      lambda _: _line("##SBATCH --gpus-per-node=0", "# CPU only")))
     rules += [(rf"^##?SBATCH --{k}=\S+.*$()", lambda _, k=k, v=v: _line(f"#SBATCH --{k}={v}", _SET))
               for k, v in (("partition", partition), ("account", account)) if v]
     rules += [(rf"^{n}=.*$()", lambda _, n=n, v=v: _line(f"{n}={v}", _SET)) for n, v in settings.items()]
