@@ -68,18 +68,20 @@ def _decode(text: Optional[str], where: str) -> Optional[TrialResult]:
         return None
 
 
-def load_or_recover(path: str | Path, record: str | Path, log=None, reported: Optional[str] = None
-                    ) -> Optional[TrialResult]:
+def load_or_recover(path: str | Path, record: str | Path, log=None, reported: Optional[str] = None,
+                    config_hash: Optional[str] = None) -> Optional[TrialResult]:
     """The result at ``path`` if readable, else the copy in Tune's ``record`` (or ``reported``: the
     :data:`TUNE_KEY` value of the trial's last result as Tune handed it back), written back to ``path`` with a
-    warning in the result and through ``log``; else None. A missing file with no copy is simply None."""
+    warning in the result and through ``log``; else None. A missing file with no copy is simply None. With
+    ``config_hash``, a copy of another configuration of the trial (an older plan) is not used."""
     path = Path(path)
     try:
         return load_result(path)
     except (OSError, ValueError) as exc:
         damage = None if isinstance(exc, FileNotFoundError) else exc
     rebuilt = from_tune_record(record) or _decode(reported, f"Ray Tune's last result of {path.parent.name}")
-    if rebuilt is None or rebuilt.get("trial_id") != path.parent.name:
+    if rebuilt is None or rebuilt.get("trial_id") != path.parent.name or \
+            (config_hash is not None and rebuilt.get("config_hash") != config_hash):
         return None
     what = f"{path} was unreadable ({damage})" if damage else f"{path} was missing"
     note = f"{what}; rebuilt from Ray Tune's copy of the trial's final report"

@@ -29,7 +29,8 @@ def stored_result(trial: TrialConfig, log=log.warning, reported: str | None = No
     """The trial's ``result.json``; when it is damaged or gone, the copy its final report left in Tune's record
     or in ``reported`` (written back, see harness/results/recover.py); None when there is none."""
     return load_or_recover(result_path(trial.output.dir, trial.sweep, trial.trial_id),
-                           tune_record(trial.output.dir, trial.sweep, trial.trial_id), log=log, reported=reported)
+                           tune_record(trial.output.dir, trial.sweep, trial.trial_id), log=log, reported=reported,
+                           config_hash=config_hash(trial))
 
 
 def finished_result(trial: TrialConfig, log=log.warning) -> dict | None:
