@@ -7,12 +7,15 @@ first rebuilt from the copy its final report left in Ray Tune's record (results/
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from harness.adapters.wandb import publish_report   # imports wandb only when a report is built
 from harness.cli import parser
 from harness.reporting import NoResults, write_report
 from harness.results import ResultSchemaError
+from harness.results.lock import LOCK_FILE
+from harness.results.lock_holder import describe, is_stale, read_holder
 from harness.results.recover import recover_sweep
 
 __all__ = ["main"]
@@ -26,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also build a W&B Report: saved when online (auto: when an API key is configured), else "
                         "its specification is written to <sweep>/wandb_report.json (see docs/wandb.md)")
     args = p.parse_args(argv)
+    holder = read_holder(Path(args.sweep_dir) / LOCK_FILE)
+    if holder and not is_stale(holder)[0]:   # reading is safe (results are written atomically); say it may grow
+        print(f"note: a sweep is still writing to {args.sweep_dir} ({describe(holder)}): the table shows the trials "
+              f"finished so far", file=sys.stderr)
     try:
         recover_sweep(args.sweep_dir, log=print)
         write_report(args.sweep_dir, plots=not args.no_plots)
