@@ -132,16 +132,24 @@ def test_lock_is_renewed_and_a_lost_lock_is_reported(tmp_path):
 
 
 def test_two_takeovers_at_once_one_wins(tmp_path):
-    """Many processes take over the same stale lock at the same moment: exactly one holds it."""
-    _write(tmp_path, **_ours(pid=_dead_pid(), token="old"))
-    code = ("import sys, time; from harness.results.lock import SweepLock, LockHeld\n"
-            "time.sleep(max(0, float(sys.argv[2]) - time.time()))\n"
+    """Four processes take over the same stale lock at the same moment (released together once all have
+    imported): exactly one holds it."""
+    _write(tmp_path / "lock", **_ours(pid=_dead_pid(), token="old"))
+    code = ("import os, sys, time; from harness.results.lock import SweepLock, LockHeld\n"
+            "open(os.path.join(sys.argv[2], str(os.getpid())), 'w').close()\n"
+            "while not os.path.exists(os.path.join(sys.argv[2], 'go')): time.sleep(0.001)\n"
             "try:\n    SweepLock(sys.argv[1], console=lambda m: None).acquire(takeover=True)\n"
             "    print('won', flush=True); time.sleep(3)\n"
             "except LockHeld:\n    print('held', flush=True)\n")
-    at = str(time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), at], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-             for _ in range(6)]
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "lock"), str(ready)], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+             for _ in range(4)]
+    deadline = time.time() + 120
+    while len(os.listdir(ready)) < len(procs):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    (ready / "go").touch()
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
-    assert sorted(outs) == ["held"] * 5 + ["won"], outs
+    assert sorted(outs) == ["held"] * 3 + ["won"], outs
