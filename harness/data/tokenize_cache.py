@@ -78,7 +78,7 @@ def default_cache_dir(cfg: DataConfig) -> Path:
 
 def _usable(path: Path, log: Callable[[str], Any] = print) -> bool:
     """A cache file is trusted only when whole: every member present and every CRC-32 right (``testzip`` reads
-    it all, ~30 ms for 25 MB). A damaged one is reported and rebuilt, never read."""
+    the whole file: 1 ms for a 92 KB cache here). A damaged one is reported and rebuilt, never read."""
     if not path.is_file():
         return False
     try:
