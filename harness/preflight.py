@@ -14,12 +14,13 @@ import torch
 import strategies
 from harness.config import (ConfigError, SweepConfig, TrialConfig, expand, normalise_strategies, strategy_label,
                             strategy_path)
-from harness.data import DataError, check_source
+from harness.data import DataError, check_source, resolve_format
+from harness.data.reach import hub_cached, hub_endpoint, hub_offline, probe
 from harness.train import prefix_cache
 from harness.train.engines.deepspeed_config import check_sweep
-from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config
+from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config, resolve_source
 
-__all__ = ["preflight", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
+__all__ = ["preflight", "check_hub", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, strategies.StrategyError, DataError, ModelSourceError)
 
@@ -35,8 +36,45 @@ def _rebase(cfg: SweepConfig, i: int, exc: "strategies.StrategyError") -> Config
     return ConfigError(base + suffix, message)
 
 
-def preflight(cfg: SweepConfig) -> list[TrialConfig]:
-    """Everything that can be checked before a model or data set is loaded. Raises one of INPUT_ERRORS."""
+def _hub_ids(cfg: SweepConfig) -> list[tuple[str, str, str]]:
+    """(config key, Hub id, repo type) of every source the sweep would fetch from the Hugging Face Hub."""
+    named = (("model.name", cfg.model.name), ("model.tokenizer", cfg.model.tokenizer))
+    # a hub id is what resolves to neither a local folder nor an installed package's folder
+    out = [(key, name, "model") for key, name in named if name and not Path(resolve_source(name)).is_dir()]
+    if resolve_format(cfg.data) == "hub":
+        out.append(("data.source", cfg.data.source, "dataset"))
+    return out
+
+
+def check_hub(cfg: SweepConfig, skip_if_unreachable: bool = False, console=print) -> bool:
+    """Look once whether the Hub answers, when the sweep names a Hub id (and HF_HUB_OFFLINE is not set): the
+    HF clients would otherwise retry for ~30 s per file and then fail. Unreachable: ConfigError naming the key,
+    with what to do; or, with ``skip_if_unreachable`` (``harness.submit`` on a login node), a note and False."""
+    ids = _hub_ids(cfg)
+    if not ids or hub_offline():
+        return True
+    why = probe(hub_endpoint())
+    if why is None:
+        return True
+    key, repo, kind = ids[0]
+    if skip_if_unreachable:
+        console(f"note: the Hugging Face Hub ({hub_endpoint()}) cannot be reached from here ({why}): skipped the "
+                f"checks that need {repo!r}'s configuration; the job repeats them when it starts")
+        return False
+    cached = hub_cached(repo, cfg.model.revision if kind == "model" else None, kind)
+    what, flag = ("a folder with config.json", "") if kind == "model" else ("a folder or file", " --repo-type dataset")
+    hint = ("it is in the local Hugging Face cache: run with HF_HUB_OFFLINE=1 to use that copy" if cached else
+            f"use a local path instead ({what}), or download it where there is internet "
+            f"(`hf download {repo}{flag}`) and run with HF_HUB_OFFLINE=1")
+    raise ConfigError(key, f"{repo!r} is a Hugging Face Hub id, but the Hub ({hub_endpoint()}) cannot be reached "
+                           f"({why}); {hint}")
+
+
+def preflight(cfg: SweepConfig, *, skip_if_hub_unreachable: bool = False, console=print) -> list[TrialConfig]:
+    """Everything that can be checked before a model or data set is loaded. Raises one of INPUT_ERRORS.
+
+    ``skip_if_hub_unreachable``: when the Hub cannot be reached, skip (with a note) the checks that need the
+    model's configuration instead of failing - for ``harness.submit``, whose job runs elsewhere."""
     trials = expand(cfg)
     strats = normalise_strategies(cfg)
     params = []
@@ -47,6 +85,8 @@ def preflight(cfg: SweepConfig) -> list[TrialConfig]:
             raise _rebase(cfg, i, exc) from None
     check_source(cfg.data)
     _check_trains(cfg, trials)
+    if not check_hub(cfg, skip_if_hub_unreachable, console):
+        return trials
     try:
         hf = load_hf_config(cfg.model, cfg.train)
     except Exception as exc:  # noqa: BLE001 - transformers' config validation raises several types

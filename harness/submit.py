@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.adapters.slurm.script import TEMPLATE, parse_time, render
+from harness.adapters.slurm.script import TEMPLATE, check_sbatch_value, parse_time, render
 from harness.cli import parser
 from harness.config import ConfigError, SweepConfig, load_config
 from harness.preflight import INPUT_ERRORS, preflight
@@ -70,7 +70,9 @@ def _validate(args) -> SweepConfig:
     cfg = load_config(args.config, overrides)
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(
         cfg.output, dir=str(Path(cfg.output.dir).expanduser().resolve())))
-    preflight(cfg)
+    # a login node often has no internet: the checks that need a Hub model's configuration are then skipped,
+    # with a note (the job runs them again when it starts), instead of failing the submission
+    preflight(cfg, skip_if_hub_unreachable=True, console=lambda msg: print(msg, file=sys.stderr))
     _check_fits(cfg, args)
     try:
         limit = parse_time(args.time)
@@ -96,10 +98,19 @@ def main(argv=None) -> int:
     results = cfg.output.dir
     logs = Path(results) / "slurm"
     job_name = args.job_name or f"fb-{cfg.name}"
-    script = render(template, config=str(Path(args.config).resolve()), overrides=args.overrides, results=results,
-                    python=sys.executable, job_name=job_name, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                    cpus_per_node=args.cpus_per_node, time=args.time, signal_before=args.signal_before,
-                    log=str(logs / "%x-%j.out"), partition=args.partition, account=args.account)
+    try:   # values of #SBATCH lines are checked (settings lines are quoted): nothing reaches the shell unquoted
+        for what, value in (("--job-name", job_name), ("--partition", args.partition), ("--account", args.account),
+                            ("--time", args.time), ("--results (the job log, #SBATCH --output)", str(logs))):
+            if value is not None:
+                check_sbatch_value(what, value)
+        script = render(template, config=str(Path(args.config).resolve()), overrides=args.overrides,
+                        results=results, python=sys.executable, job_name=job_name, nodes=args.nodes,
+                        gpus_per_node=args.gpus_per_node, cpus_per_node=args.cpus_per_node, time=args.time,
+                        signal_before=args.signal_before, log=str(logs / "%x-%j.out"), partition=args.partition,
+                        account=args.account)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.dry_run:
         print(script, end="")
         return 0

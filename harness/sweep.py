@@ -1,8 +1,11 @@
 """python -m harness.sweep CONFIG: validate the sweep, plan it, tokenize the data once, run every trial
 through Ray Tune and write the comparison table (results/<sweep>/).
 
-Exit codes: 0 done, 1 some trial failed, 2 bad input (nothing started), 3 stopped by SIGTERM/SIGUSR1 (Tune
-saved its state; rerun with --resume).
+Exit codes: 0 done, 1 some trial failed, 2 bad input or another sweep holds the results folder (nothing
+started), 3 stopped by SIGTERM/SIGUSR1 (Tune saved its state; rerun with --resume).
+
+One writer per results folder: the sweep holds results/<sweep>/sweep.lock (host, pid, start time) for as long
+as it runs and renews it; --resume takes over the lock of a sweep that died (see docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from harness.keep_models import keep_models
 from harness.preflight import INPUT_ERRORS, check_local_machine, format_plan, plan_rows, preflight
 from harness.reporting import NoResults, write_report
 from harness.results import write_json_atomic
+from harness.results.lock import LockHeld, SweepLock
 from harness.train.model import load_tokenizer, tokenizer_source
 
 __all__ = ["main", "parse_args"]
@@ -38,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true",
                    help="start over even if results exist (the old folder is kept as <name>.bak-N)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--wait-for-lock", type=float, default=0.0, metavar="SECONDS",
+                   help="when another sweep holds the results folder, wait up to this long for it to finish or "
+                        "go stale (a requeued SLURM job whose predecessor is still stopping; default 0)")
     args = p.parse_args(argv)
     if args.config is None and not args.schema:
         p.error("the following arguments are required: config (a sweep YAML file; or --schema)")
@@ -49,7 +56,7 @@ def _absolute_output(cfg: SweepConfig) -> SweepConfig:
     return dataclasses.replace(cfg, output=out)
 
 
-def _prepare_folder(sweep_dir: Path, resume: bool, overwrite: bool) -> None:
+def _prepare_folder(sweep_dir: Path, resume: bool, overwrite: bool, lock: SweepLock) -> None:
     has_results = any(sweep_dir.glob("trials/*/result.json")) or (sweep_dir / "_tune").exists()
     if has_results and not resume:
         if not overwrite:
@@ -59,6 +66,7 @@ def _prepare_folder(sweep_dir: Path, resume: bool, overwrite: bool) -> None:
         while sweep_dir.with_name(f"{sweep_dir.name}.bak-{n}").exists():
             n += 1
         sweep_dir.rename(sweep_dir.with_name(f"{sweep_dir.name}.bak-{n}"))
+        lock.folder_renamed(sweep_dir.with_name(f"{sweep_dir.name}.bak-{n}"))   # our lock went with the folder
         print(f"moved old results to {sweep_dir.name}.bak-{n}")
 
 
@@ -83,12 +91,31 @@ def main(argv=None) -> int:
         if args.address is None:
             check_local_machine(cfg, trials)  # a local Ray runs the trials on this machine
         sweep_dir = Path(cfg.output.dir) / cfg.name
-        _prepare_folder(sweep_dir, args.resume, args.overwrite)
+    except INPUT_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:   # before anything is written: one writer per results folder
+        lock = SweepLock(sweep_dir, console=print).acquire(takeover=args.resume or args.overwrite,
+                                                           wait_s=args.wait_for_lock)
+    except LockHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: output.dir: cannot write to {sweep_dir}: {exc}", file=sys.stderr)
+        return 2
+    with lock:
+        return _run_locked(args, cfg, trials, sweep_dir, lock)
+
+
+def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: SweepLock) -> int:
+    """Everything that writes to the results folder, while this sweep holds its lock."""
+    try:
+        _prepare_folder(sweep_dir, args.resume, args.overwrite, lock)
         tokenized = _tokenize_once(cfg)
     except INPUT_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SystemExit as exc:
+    except (SystemExit, LockHeld) as exc:
         print(exc, file=sys.stderr)
         return 2
     try:  # an unwritable results folder (or a full disk) is an error before anything starts
@@ -115,7 +142,7 @@ def main(argv=None) -> int:
               f"continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     try:
-        counts = finalize_results(trials, grid)
+        counts = finalize_results(trials, grid, console=print)
     except OSError as exc:  # e.g. the disk filled up while the trials ran
         print(f"error: cannot write the trial results under {sweep_dir}: {exc}", file=sys.stderr)
         return 1

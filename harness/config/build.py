@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +169,26 @@ def _check_search(search: SearchConfig) -> None:
             seen.append(v)
 
 
+def _check_flow_typos(node: Any, path: str = "") -> None:
+    """``{negative:0,positive:1}``: YAML needs a space after ':' in a flow mapping; without one it reads a key
+    ``negative:0`` with no value. No config key looks like that, so say what YAML saw and how to write it."""
+    if isinstance(node, dict):
+        glued = [k for k, v in node.items() if v is None and isinstance(k, str) and re.fullmatch(r"[^:\s]+:[^:\s]+", k)]
+        if glued:
+            fixed = ", ".join(": ".join(k.split(":", 1)) for k in glued)
+            raise ConfigError(path or "<root>", f"YAML read {glued[0]!r} as one key with no value: put a space "
+                                                f"after ':' in a flow mapping, e.g. {{{fixed}}}")
+        for k, v in node.items():
+            _check_flow_typos(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_flow_typos(v, f"{path}[{i}]")
+
+
 def build_config(data: Any) -> SweepConfig:
     """Validate a plain mapping (as parsed from YAML) into a :class:`SweepConfig`."""
     _check_renamed(data)
+    _check_flow_typos(data)
     cfg = build(SweepConfig, data)
     _cross_check(cfg)
     return cfg
@@ -222,13 +240,16 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> SweepCo
     if data is not None and not isinstance(data, dict):
         raise ConfigError("<root>", f"{path} must hold a mapping of sections, got {type(data).__name__}")
     _check_size(data, path)
-    return build_config(apply_overrides(data or {}, overrides or []))
+    merged = apply_overrides(data or {}, overrides or [])
+    if overrides:
+        _check_size(merged, "the config with its --set overrides")   # `--set k='&a [*a]'` refers to itself too
+    return build_config(merged)
 
 
 MAX_CONFIG_VALUES = 100_000
 
 
-def _check_size(data: Any, path: Path) -> None:
+def _check_size(data: Any, path: Path | str) -> None:
     """YAML aliases can make a small file expand exponentially ("billion laughs") or refer to themselves;
     validation would hang on either. Count values as an expansion would, and stop at a budget."""
     stack, seen = [data], 0

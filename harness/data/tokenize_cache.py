@@ -87,13 +87,23 @@ def default_cache_dir(cfg: DataConfig) -> Path:
     return Path(cfg.cache_dir or os.environ.get("FREEZEBENCH_CACHE") or "~/.cache/freezebench").expanduser().absolute()
 
 
-def _usable(path: Path) -> bool:
+def _usable(path: Path, log: Callable[[str], Any] = print) -> bool:
+    """A cache file is trusted only when whole: every member present and every CRC-32 right (``testzip`` reads
+    the whole file: 1 ms for a 92 KB cache here). A damaged one is reported and rebuilt, never read."""
+    if not path.is_file():
+        return False
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return {f"{s}_{a}.npy" for s in SPLITS for a in _ARRAYS} | {"meta.npy"} <= names
+            bad = zf.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        bad = f"{type(exc).__name__}: {exc}"
+    else:
+        missing = ({f"{s}_{a}.npy" for s in SPLITS for a in _ARRAYS} | {"meta.npy"}) - names
+        bad = f"checksum of {bad} does not match" if bad else (f"missing {sorted(missing)}" if missing else None)
+    if bad:
+        log(f"tokenized cache {path} is damaged ({bad}); rebuilding it")
+    return bad is None
 
 
 def uses_token_types(tokenizer: Any) -> bool:
@@ -143,7 +153,7 @@ def prepare(cfg: DataConfig, tokenizer: Any, tokenizer_id: str, num_labels: int 
     fmt = check_source(cfg)
     cache = default_cache_dir(cfg) / "tokenized"
     path = cache / f"{cache_key(cfg, fingerprint(cfg, fmt), tokenizer_id, num_labels)}.npz"
-    if _usable(path):
+    if _usable(path, log):
         log(f"tokenized cache hit: {path}")
         return path
     t0 = time.perf_counter()

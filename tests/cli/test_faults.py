@@ -6,6 +6,9 @@ functions when they are imported, keyed by trial id, so a fault hits one chosen 
 
 * ``pause_at``: after that optimizer step the worker writes its pid to ``pidfile`` and waits; the test finds the
   process (a ``ray::`` worker under the driver) and SIGKILLs it.
+* ``hold_at``: after that step the worker creates ``held`` and waits until the test creates ``release``.
+* ``node`` (not per trial): the first trial to reach ``pause_at`` on the Ray node whose ``FB_NODE`` is ``on``
+  writes its pid and trial id to ``pidfile`` and waits; the test kills that node (tests/adapters/test_ray_nodes.py).
 * ``oom_at``: a real allocation failure before that step (8 GiB asked for under a ``RLIMIT_AS`` allowance).
 * ``killpg_in_checkpoint``: at that step's checkpoint, write the weights file, then SIGKILL the whole sweep
   (driver, Ray, workers) before ``state.pt`` and the ``done`` marker exist.
@@ -37,6 +40,7 @@ import yaml
 
 from harness.config import build_config
 from harness.config.expand import expand
+from harness.results.lock import LOCK_FILE
 from tests.conftest import ROOT, tiny_sweep_dict
 from tests.support.guards import forbid_model_loads, forbid_ray
 
@@ -91,6 +95,20 @@ HOOK = textwrap.dedent('''
             if fault.get("oom_at") == run.step:
                 _oom()
             train_step(run, *args, **kwargs)
+            node = PLAN.get("node", {})                 # the first trial to reach the step on that Ray node
+            if node and os.environ.get("FB_NODE") == node["on"] and node["pause_at"] == run.step \
+                    and not os.path.exists(node["pidfile"]):
+                with open(node["pidfile"] + ".tmp", "w") as fh:
+                    json.dump({"pid": os.getpid(), "trial_id": run.cfg.trial_id,
+                               "raylet_pid": os.environ.get("RAY_RAYLET_PID")}, fh)
+                os.replace(node["pidfile"] + ".tmp", node["pidfile"])
+                time.sleep(600)                         # the test kills the whole node
+            held = fault.get("held")
+            if fault.get("hold_at") == run.step and held and not os.path.exists(held):
+                open(held, "w").close()                 # then wait (at most 5 min) until the test releases it
+                deadline = time.time() + 300
+                while not os.path.exists(fault["release"]) and time.time() < deadline:
+                    time.sleep(0.1)
             pidfile = fault.get("pidfile")
             if fault.get("pause_at") == run.step and pidfile and not os.path.exists(pidfile):
                 with open(pidfile + ".tmp", "w") as fh:
@@ -345,7 +363,7 @@ def _persisted(sweep_dir: Path, trial_id: str) -> dict[int, Path]:
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` (Tune's own bookkeeping aside) with a hash of its bytes."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "_tune" not in p.parts}
+            for p in sorted(root.rglob("*")) if p.is_file() and "_tune" not in p.parts and p.name != LOCK_FILE}
 
 
 @pytest.fixture(scope="module")
@@ -389,6 +407,9 @@ def test_driver_killed_during_a_checkpoint_then_resume_finishes(chain):
     assert one["results"][first]["status"] == "ok"
     assert one["results"][second]["status"] == "running" and one["results"][second]["history"][-1]["step"] == 25
     assert chain["persisted"] == [10, 20]                   # step 30 never got past its weights file
+    for run in (two, three):                                # the SIGKILLed sweep's lock: dead pid, taken over
+        assert "taking over the stale lock" in run["log"].read_text() and "is no longer running" in \
+            run["log"].read_text(), tail(run["log"])
     assert three["rc"] == 0, tail(three["log"])
     final = three["results"][second]
     assert final["status"] == "ok" and [h["step"] for h in final["history"]] == list(range(0, 41, 5))
@@ -424,6 +445,183 @@ def test_driver_killed_during_final_report_then_resume_finishes_without_rerun(ch
     assert three["results"][first]["started_at"] == one["results"][first]["started_at"]
     rows = json.loads((chain["dir"] / "comparison.json").read_text())["rows"]
     assert sum(r["n_ok"] for r in rows) == 2
+
+
+# --------------------------------------------- damaged files of a finished sweep: rebuilt, never a lost trial
+RECOVER = dict(name="recover", train={"max_steps": 20, "eval_every": 5, "checkpoint_every": 10},
+               search={"seed": [0, 1]}, resources={"cpus_per_trial": 1, "num_cpus": 2}, output={"plots": False})
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(b"\x00{not json" + os.urandom(64))
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:
+        raise AssertionError(how)
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory, ray_tmp):
+    """Run 1 finishes. Then: one trial's result.json truncated (the drill), the other's garbage, sweep.json
+    truncated, comparison.json garbage, comparison.csv empty, the tokenization cache flipped in one byte.
+    Run 2 (--resume) must lose nothing. Then one result truncated again and the other trial's folder deleted:
+    ``python -m harness.report`` rebuilds both."""
+    tmp = tmp_path_factory.mktemp("damaged")
+    data = tiny_sweep_dict(tmp, **RECOVER)
+    a, b = trial_ids(data)
+    sweep_dir = tmp / "results" / "recover"
+    config = write_config(tmp / "recover.yaml", data)
+    env = fault_env(tmp, ray_tmp, {}, FREEZEBENCH_CACHE=str(tmp / "cache"))
+    logs = [tmp / "run1.log", tmp / "run2.log"]
+    rc1 = finish(start_sweep(config, env, logs[0]), timeout=400)
+    before = results_of(sweep_dir)
+    _damage(sweep_dir / "trials" / a / "result.json", "truncate")
+    _damage(sweep_dir / "trials" / b / "result.json", "garbage")
+    _damage(sweep_dir / "sweep.json", "truncate")
+    _damage(sweep_dir / "comparison.json", "garbage")
+    _damage(sweep_dir / "comparison.csv", "empty")
+    (npz,) = (tmp / "cache" / "tokenized").glob("*.npz")
+    raw = bytearray(npz.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    npz.write_bytes(bytes(raw))
+    t0 = time.time()
+    rc2 = finish(start_sweep(config, env, logs[1], "--resume"), timeout=400)
+    resumed_s = time.time() - t0
+    after = results_of(sweep_dir)
+    tables = {n: (sweep_dir / n).read_bytes() for n in ("sweep.json", "comparison.json", "comparison.csv")}
+    _damage(sweep_dir / "trials" / a / "result.json", "truncate")
+    shutil.rmtree(sweep_dir / "trials" / b)
+    report = subprocess.run([sys.executable, "-m", "harness.report", str(sweep_dir), "--no-plots"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    return {"rcs": (rc1, rc2), "logs": logs, "ids": (a, b), "before": before, "after": after, "tables": tables,
+            "report": report, "reported": results_of(sweep_dir), "dir": sweep_dir, "npz": npz,
+            "resumed_s": resumed_s}
+
+
+def _same_but_warnings(rebuilt: dict, original: dict) -> bool:
+    strip = lambda r: {k: v for k, v in r.items() if k != "warnings"}   # noqa: E731
+    return strip(rebuilt) == strip(original)
+
+
+@pytest.mark.slow
+def test_corrupt_result_json_of_finished_trial_is_recovered_on_resume(damaged):
+    a, b = damaged["ids"]
+    rc1, rc2 = damaged["rcs"]
+    assert rc1 == 0, tail(damaged["logs"][0])
+    assert rc2 == 0, tail(damaged["logs"][1])               # was exit 1 with "trial did not start or produced no result"
+    log = damaged["logs"][1].read_text()
+    for tid in (a, b):
+        r, orig = damaged["after"][tid], damaged["before"][tid]
+        assert r["status"] == "ok" and [h["step"] for h in r["history"]] == list(range(0, 21, 5))
+        assert len(r["train_losses"]) == 20
+        assert _same_but_warnings(r, orig)                  # the whole result, not a placeholder
+        assert r["started_at"] == orig["started_at"]        # not rerun
+        assert any("rebuilt from Ray Tune's copy" in w for w in r["warnings"]), r.get("warnings")
+        assert f"recovered {tid}" in log
+    assert "trials: 2 ok" in log, tail(damaged["logs"][1])
+
+
+@pytest.mark.slow
+def test_damaged_sweep_json_comparison_and_token_cache_are_regenerated(damaged):
+    tables = damaged["tables"]
+    sweep = json.loads(tables["sweep.json"])
+    assert sweep["name"] == "recover" and sorted(sweep["trials"]) == sorted(damaged["ids"])
+    table = json.loads(tables["comparison.json"])
+    assert table["metadata"]["status_counts"]["ok"] == 2 and sum(r["n_ok"] for r in table["rows"]) == 2
+    assert tables["comparison.csv"].decode().startswith("strategy,")
+    log = damaged["logs"][1].read_text()
+    assert f"tokenized cache {damaged['npz']} is damaged" in log and "rebuilding it" in log, tail(damaged["logs"][1])
+    import zipfile
+    with zipfile.ZipFile(damaged["npz"]) as zf:
+        assert zf.testzip() is None                         # rebuilt whole
+
+
+@pytest.mark.slow
+def test_report_rebuilds_a_damaged_or_deleted_result_from_tunes_record(damaged):
+    a, b = damaged["ids"]
+    rep = damaged["report"]
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    assert f"recovered {a}" in rep.stdout and f"recovered {b}" in rep.stdout and "was missing" in rep.stdout
+    for tid in (a, b):
+        assert _same_but_warnings(damaged["reported"][tid], damaged["before"][tid])
+    table = json.loads((damaged["dir"] / "comparison.json").read_text())
+    counts = table["metadata"]["status_counts"]
+    assert counts["ok"] == 2 and not counts.get("failed"), counts
+
+
+# ------------------------------------------------ two sweeps at once on the same results folder: one writer
+@pytest.fixture(scope="module")
+def double(tmp_path_factory, cache_dir, ray_tmp, monkeypatch_module):
+    """Sweep A runs; while its first trial is held at step 5, the same sweep is started again three ways (the
+    real CLI as is, --resume and --overwrite in process). Then A is released and finishes."""
+    tmp = tmp_path_factory.mktemp("double")
+    data = tiny_sweep_dict(tmp, name="double", train={"max_steps": 10, "eval_every": 5},
+                           search={"seed": [0, 1]}, resources={"cpus_per_trial": 1, "num_cpus": 2},
+                           output={"plots": False})
+    first, _ = trial_ids(data)
+    held, release = tmp / "held", tmp / "release"
+    config = write_config(tmp / "double.yaml", data)
+    sweep_dir = tmp / "results" / "double"
+    proc = start_sweep(config, fault_env(tmp, ray_tmp, {first: {"hold_at": 5, "held": str(held),
+                                                                "release": str(release)}}), tmp / "a.log")
+    second = {}
+    try:
+        deadline = time.time() + 300
+        while not held.exists():
+            assert proc.poll() is None and time.time() < deadline, tail(tmp / "a.log")
+            time.sleep(0.2)
+        lock_before = (sweep_dir / LOCK_FILE).read_text()
+        sweep_json = (sweep_dir / "sweep.json").stat().st_mtime_ns
+        t0 = time.time()
+        b = subprocess.run([sys.executable, "-m", "harness.sweep", str(config)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        second["cli"] = (b.returncode, b.stdout + b.stderr, time.time() - t0)
+        import harness.adapters.ray as tune_runner
+        from harness import sweep
+
+        monkeypatch_module.setattr(tune_runner, "init_ray", lambda *a, **k: (_ for _ in ()).throw(
+            AssertionError("Ray was started")))
+        for flag in ("--resume", "--overwrite"):
+            second[flag] = sweep.main([str(config), flag])
+        second["untouched"] = ((sweep_dir / LOCK_FILE).read_text() == lock_before
+                               and (sweep_dir / "sweep.json").stat().st_mtime_ns == sweep_json
+                               and not list(sweep_dir.parent.glob("double.bak-*")))
+        release.touch()
+        proc.wait(timeout=300)
+    finally:
+        rc = finish(proc, timeout=1)
+    return {"rc": rc, "pid": proc.pid, "second": second, "log": tmp / "a.log", "results": results_of(sweep_dir),
+            "dir": sweep_dir}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.mark.slow
+def test_second_sweep_on_the_same_folder_exits_2_naming_the_holder(double):
+    rc, out, seconds = double["second"]["cli"]
+    assert rc == 2, out
+    assert "another sweep is writing to this folder" in out and f"pid {double['pid']}" in out, out
+    assert "Traceback" not in out and "trials ->" not in out     # refused before it wrote anything
+    assert double["second"]["--resume"] == 2 and double["second"]["--overwrite"] == 2
+    assert double["second"]["untouched"]                        # same lock, sweep.json not rewritten, no .bak
+
+
+@pytest.mark.slow
+def test_first_sweep_finishes_untouched_while_a_second_is_refused(double):
+    assert double["rc"] == 0, tail(double["log"])
+    assert sorted(r["status"] for r in double["results"].values()) == ["ok", "ok"]
+    for r in double["results"].values():
+        assert [h["step"] for h in r["history"]] == [0, 5, 10] and len(r["train_losses"]) == 10
+    assert "taking over" not in double["log"].read_text()
+    assert not (double["dir"] / LOCK_FILE).exists()              # released at the end
 
 
 # ------------------------------------------------------------------ corrupt checkpoints (no Ray, in process)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,7 +74,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, cache_dir):
         assert [h["step"] for h in after[key]["history"]] == list(range(0, 81, 5))
         assert len(after[key]["train_losses"]) == 80
     assert (out / "smoke" / "comparison.csv").exists()
-    progress = [ln for ln in (out.parent / "sweep-resume.log").read_text().splitlines() if ln.startswith("[")]
+    progress = [ln for ln in (out.parent / "sweep-resume.log").read_text().splitlines()
+                if re.match(r"^\[\s*\d+s\]", ln)]
     assert progress and " 1/2 done" in progress[0], progress   # the trial finished before the kill counts
     assert " 2/2 done" in progress[-1], progress
     # the same sweep, never interrupted: the resumed one reaches the same verdicts with the same numbers

@@ -15,39 +15,48 @@ from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_
 from harness.adapters.shims import set_restored_tuner_callbacks
 from harness.adapters.wandb import TrialTracker, process_rank
 from harness.config import TrialConfig, config_hash, trial_from_dict
-from harness.results import failed_result, load_result, result_path, write_json_atomic
+from harness.results import failed_result, result_path, write_json_atomic
+from harness.results.recover import TUNE_KEY, encode_result, load_or_recover, tune_experiment_dir, tune_record
 from harness.train.distributed import workers_per_trial
 from harness.train.trial import run_trial
 
-__all__ = ["run_tune", "experiment_path", "finished_result", "finalize_results", "SEARCH_METRIC"]
+__all__ = ["run_tune", "experiment_path", "finished_result", "stored_result", "finalize_results", "SEARCH_METRIC"]
 
 log = logging.getLogger("freezebench.sweep")
 SEARCH_METRIC = "val_score"     # schedulers and searchers read the validation curve, never the test split
 
 
-def finished_result(trial: TrialConfig) -> dict | None:
+def stored_result(trial: TrialConfig, log=log.warning, reported: str | None = None) -> dict | None:
+    """The trial's ``result.json``; when it is damaged or gone, the copy its final report left in Tune's record
+    or in ``reported`` (written back, see harness/results/recover.py); None when there is none."""
+    return load_or_recover(result_path(trial.output.dir, trial.sweep, trial.trial_id),
+                           tune_record(trial.output.dir, trial.sweep, trial.trial_id), log=log, reported=reported,
+                           config_hash=config_hash(trial))
+
+
+def finished_result(trial: TrialConfig, log=log.warning) -> dict | None:
     """The stored result of this exact trial if it already finished (ok / diverged), else None.
 
     Tune snapshots its experiment state every few seconds; a trial that finished after the last snapshot
-    would be started again on ``--resume``. This check makes sure a finished trial is never rerun."""
-    path = result_path(trial.output.dir, trial.sweep, trial.trial_id)
-    try:
-        stored = load_result(path)
-    except (OSError, ValueError):
-        return None
-    if stored.get("status") in ("ok", "diverged") and stored.get("config_hash") == config_hash(trial):
+    would be started again on ``--resume``. This check makes sure a finished trial is never rerun - not even
+    when its ``result.json`` was damaged since (it is rebuilt from Tune's copy)."""
+    stored = stored_result(trial, log)
+    if stored and stored.get("status") in ("ok", "diverged") and stored.get("config_hash") == config_hash(trial):
         return stored
     return None
 
 
 def _final_report(trial: TrialConfig, result: dict) -> None:
+    """The trial's last report: what the progress line shows (validation numbers: what schedulers and searchers
+    may read; the test score is shown, never used), plus the whole result (:data:`TUNE_KEY`), which Tune keeps
+    in its own record of the trial - the second copy a damaged ``result.json`` is rebuilt from."""
     val, test = result.get("val") or {}, result.get("test") or {}
     last = (result.get("history") or [{}])[-1]
-    # the validation numbers are what schedulers and searchers may read; the test score is shown, never used
-    tune.report(flat_metrics({"trial_id": trial.trial_id, "status": result["status"], "done": True,
-                              "step": test.get("step", last.get("step", 0)),
-                              "val_score": val.get("score", last.get("val_score")),
-                              "final_val_score": val.get("score"), "final_test_score": test.get("score")}))
+    tune.report({**flat_metrics({"trial_id": trial.trial_id, "status": result["status"], "done": True,
+                                 "step": test.get("step", last.get("step", 0)),
+                                 "val_score": val.get("score", last.get("val_score")),
+                                 "final_val_score": val.get("score"), "final_test_score": test.get("score")}),
+                 TUNE_KEY: encode_result(result)})
 
 
 def _trainable(config: dict) -> None:
@@ -77,21 +86,21 @@ def _trainable(config: dict) -> None:
     _final_report(trial, result)
 
 
-def finalize_results(trials: list[TrialConfig], grid) -> dict[str, int]:
+def finalize_results(trials: list[TrialConfig], grid, console=print) -> dict[str, int]:
     """After ``fit``: a result still marked ``running`` was stopped early (ASHA) or its worker died; a trial
-    without any result file failed before its first evaluation. Nothing is dropped silently."""
-    errors = {}
+    without any result file failed before its first evaluation; a damaged result file of a finished trial is
+    rebuilt from Tune's copy first. Nothing is dropped silently."""
+    errors, reported = {}, {}
     for res in grid:
         tid = (res.config or {}).get("trial", {}).get("trial_id") if res.config else None
         if tid and res.error is not None:
             errors[tid] = f"{type(res.error).__name__}: {str(res.error).strip().splitlines()[-1][:500]}"
+        if tid and isinstance(getattr(res, "metrics", None), dict):
+            reported[tid] = res.metrics.get(TUNE_KEY)
     counts: dict[str, int] = {}
     for trial in trials:
         path = result_path(trial.output.dir, trial.sweep, trial.trial_id)
-        try:
-            stored = load_result(path)
-        except (OSError, ValueError):
-            stored = None
+        stored = stored_result(trial, console, reported.get(trial.trial_id))
         if stored is None:
             stored = failed_result(trial, errors.get(trial.trial_id, "trial did not start or produced no result"))
             write_json_atomic(path, stored)
@@ -109,7 +118,7 @@ def finalize_results(trials: list[TrialConfig], grid) -> dict[str, int]:
 
 def experiment_path(trial: TrialConfig) -> Path:
     """Tune's experiment folder: ``results/<sweep>/_tune/<sweep>`` (so Tune's banner names the sweep)."""
-    return Path(trial.output.dir).resolve() / trial.sweep / "_tune" / trial.sweep
+    return tune_experiment_dir(trial.output.dir, trial.sweep)
 
 
 def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: bool, console=print,
@@ -118,7 +127,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     res = first.resources
     exp = experiment_path(first)
     trainable = tune.with_resources(_trainable, trial_resources(res))   # multi-worker: workers ask for their own
-    finished = {t.trial_id: r for t in trials if (r := finished_result(t)) is not None} if resume else {}
+    finished = {t.trial_id: r for t in trials if (r := finished_result(t, console)) is not None} if resume else {}
     callbacks = [ProgressCallback(trials, console=console, finished=finished), *extra_callbacks]
     if scheduler is None and early_stopping and early_stopping.get("enabled"):
         from ray.tune.schedulers import ASHAScheduler

@@ -1,7 +1,8 @@
 """The SLURM batch script: ``slurm/sweep.sbatch`` rendered with an allocation and a sweep.
 
 Every value that reaches the script is quoted with :func:`shlex.quote` (settings lines) or checked against a
-strict pattern (``#SBATCH`` lines), so nothing from a config or the command line runs in the job's shell.
+strict pattern (``#SBATCH`` lines), so nothing from a config or the command line runs in the job's shell
+(tests/adapters/test_slurm_strings.py runs rendered scripts full of hostile strings to prove it).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 import shlex
 from pathlib import Path
 
-__all__ = ["TEMPLATE", "parse_time", "render"]
+__all__ = ["TEMPLATE", "parse_time", "render", "check_sbatch_value"]
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "slurm" / "sweep.sbatch"
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -32,15 +33,18 @@ def parse_time(text: str) -> int:
     return (nums[0] * 60 + nums[1]) * 60 + nums[2]        # H:M:S
 
 
-def _sub(text: str, pattern: str, line) -> str:
-    """Replace the one line matching ``pattern``; ``line(tail)`` gets the rest of the line (its comment)."""
-    new, n = re.subn(pattern, lambda m: line(m.group(1) if m.groups() else ""), text, count=1, flags=re.MULTILINE)
-    if n != 1:
-        raise ValueError(f"batch script template: no line matches {pattern!r}")
-    return new
-
-
 _SET = "# set by harness.submit"
+# what an #SBATCH line may carry: bash reads the line as a comment (a newline would end it and start a command)
+# and sbatch splits it at whitespace and strips quotes, so none of those may appear in a value
+_SBATCH_VALUE = re.compile(r"^[^\s'\"\\]+$")
+
+
+def check_sbatch_value(what: str, value: str) -> str:
+    """``value`` if it can stand in an ``#SBATCH`` line unchanged; ValueError naming ``what`` otherwise."""
+    if not _SBATCH_VALUE.match(value) or not value.isprintable():
+        raise ValueError(f"{what}: {value!r} cannot go into an #SBATCH line (no whitespace, quotes, backslashes "
+                         f"or control characters)")
+    return value
 
 
 def _line(prefix: str, comment: str) -> str:
@@ -52,22 +56,38 @@ def _line(prefix: str, comment: str) -> str:
 def render(template: str, *, config: str, overrides: list[str], results: str, python: str, job_name: str,
            nodes: int, gpus_per_node: int, cpus_per_node: int, time: str, signal_before: int, log: str,
            partition: str | None = None, account: str | None = None) -> str:
-    """The template with the allocation in its ``#SBATCH`` lines and the sweep in its settings lines
-    (each site-specific line keeps its comment)."""
-    s = template
-    for key, value in (("job-name", job_name), ("nodes", nodes), ("cpus-per-task", cpus_per_node),
-                       ("time", time), ("output", log), ("signal", f"B:USR1@{signal_before}")):
-        s = _sub(s, rf"^#SBATCH --{key}=\S+(.*)$", lambda tail, k=key, v=value: _line(f"#SBATCH --{k}={v}", tail))
-    if gpus_per_node:
-        s = _sub(s, r"^#SBATCH --gpus-per-node=\S+(.*)$",
-                 lambda tail: _line(f"#SBATCH --gpus-per-node={gpus_per_node}", tail))
-    else:
-        s = _sub(s, r"^#SBATCH --gpus-per-node=\S+.*$", lambda _: _line("##SBATCH --gpus-per-node=0", "# CPU only"))
-    for key, value in (("partition", partition), ("account", account)):
-        if value:
-            s = _sub(s, rf"^##?SBATCH --{key}=\S+.*$", lambda _, k=key, v=value: _line(f"#SBATCH --{k}={v}", _SET))
+    """The template with the allocation in its ``#SBATCH`` lines and the sweep in its settings lines (each
+    site-specific line keeps its comment).
+
+    The template is matched line by line *before* any value goes in, so a value can never be matched again
+    (a config path holding a newline and ``RESULTS=...`` stays inside its quotes). Settings values are
+    :func:`shlex.quote`-d; ``#SBATCH`` values must pass :func:`check_sbatch_value`."""
+    sbatch = {"job-name": job_name, "nodes": nodes, "cpus-per-task": cpus_per_node, "time": time, "output": log,
+              "signal": f"B:USR1@{signal_before}"}
+    for key, value in (*sbatch.items(), ("partition", partition), ("account", account)):
+        if value is not None:
+            check_sbatch_value(f"#SBATCH --{key}", str(value))
     settings = {"CONFIG": shlex.quote(config), "RESULTS": shlex.quote(results), "PYTHON": shlex.quote(python),
                 "SWEEP_ARGS": "(" + " ".join(shlex.quote(a) for o in overrides for a in ("--set", o)) + ")"}
-    for name, value in settings.items():
-        s = _sub(s, rf"^{name}=.*$", lambda _, n=name, v=value: _line(f"{n}={v}", _SET))
-    return s
+    rules = [(rf"^#SBATCH --{k}=\S+(.*)$", lambda tail, k=k, v=v: _line(f"#SBATCH --{k}={v}", tail))
+             for k, v in sbatch.items()]
+    if gpus_per_node:
+        rules.append((r"^#SBATCH --gpus-per-node=\S+(.*)$",
+                      lambda tail: _line(f"#SBATCH --gpus-per-node={gpus_per_node}", tail)))
+    else:
+        rules.append((r"^#SBATCH --gpus-per-node=\S+.*$()",
+                      lambda _: _line("##SBATCH --gpus-per-node=0", "# CPU only")))
+    rules += [(rf"^##?SBATCH --{k}=\S+.*$()", lambda _, k=k, v=v: _line(f"#SBATCH --{k}={v}", _SET))
+              for k, v in (("partition", partition), ("account", account)) if v]
+    rules += [(rf"^{n}=.*$()", lambda _, n=n, v=v: _line(f"{n}={v}", _SET)) for n, v in settings.items()]
+    lines, used = template.split("\n"), set()
+    for i, text in enumerate(lines):
+        for j, (pattern, make) in enumerate(rules):
+            m = re.match(pattern, text) if j not in used else None
+            if m:
+                lines[i], _ = make(m.group(1)), used.add(j)
+                break
+    missing = [pattern for j, (pattern, _) in enumerate(rules) if j not in used]
+    if missing:
+        raise ValueError(f"batch script template: no line matches {missing[0]!r}")
+    return "\n".join(lines)

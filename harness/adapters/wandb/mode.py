@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 from urllib.parse import urlparse
 
-__all__ = ["MODES", "Mode", "SALT_FILE", "DEFAULT_PROJECT", "project_of", "entity_of", "api_key_configured", "resolve_mode", "salt", "run_id", "process_rank",
+__all__ = ["MODES", "Mode", "SALT_FILE", "FALLBACK_FILE", "DEFAULT_PROJECT", "project_of", "entity_of",
+           "api_key_configured", "resolve_mode", "sweep_mode", "base_url", "salt", "run_id", "process_rank",
            "api_keys", "scrub"]
 
 MODES = ("online", "offline", "disabled")
 SALT_FILE = "freezebench-sweep-uid"       # under results/<sweep>/wandb/: one per sweep folder (see run_id)
+FALLBACK_FILE = "freezebench-offline"     # under results/<sweep>/wandb/: the driver found the server unreachable
 DEFAULT_PROJECT = "freezebench"
 
 
@@ -35,8 +37,14 @@ class Mode(NamedTuple):
     why: str             # one phrase for the console
 
 
+def base_url(environ=None) -> str:
+    """The W&B server runs are sent to (``WANDB_BASE_URL``, else W&B's cloud)."""
+    environ = os.environ if environ is None else environ
+    return (environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").rstrip("/")
+
+
 def _wandb_host(environ) -> str:
-    return urlparse(environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    return urlparse(base_url(environ)).hostname or "api.wandb.ai"
 
 
 def api_key_configured(environ=None) -> bool:
@@ -68,6 +76,20 @@ def resolve_mode(configured: Optional[str], environ=None) -> Mode:
     if mode == "online" and not key:
         return Mode("offline", f"{why} asks for online but no API key is configured")
     return Mode(mode, why)
+
+
+def sweep_mode(configured: Optional[str], sweep_dir: Path, environ=None) -> Mode:
+    """:func:`resolve_mode`, except that online becomes offline when the sweep's driver found the server
+    unreachable this run (``<sweep>/wandb/freezebench-offline``, written by ``prepare_sweep``): every trial
+    then logs offline at once instead of each waiting out W&B's retries."""
+    mode = resolve_mode(configured, environ)
+    if mode.mode == "online":
+        try:
+            why = (Path(sweep_dir) / "wandb" / FALLBACK_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            return mode
+        return Mode("offline", why or "the W&B server could not be reached")
+    return mode
 
 
 def salt(sweep_dir: Path) -> str:

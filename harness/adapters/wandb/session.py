@@ -41,6 +41,9 @@ def init_run(mode: str, *, wandb_cfg, sweep_dir: Path, **kwargs):
         if mode != "online":
             raise
         log.warning("W&B online init failed (%s); logging this run offline instead", type(exc).__name__)
+        # the failed online run still holds its id in this process's W&B service ("run ID ... is in use"):
+        # tear the service down first so the offline run keeps the same id (and `wandb sync` the same run)
+        wandb.teardown()
         return wandb.init(mode="offline", **common)
 
 

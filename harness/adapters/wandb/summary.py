@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from harness.adapters.wandb.mode import (SALT_FILE, Mode, api_keys, entity_of, project_of, resolve_mode, run_id,
-                                         salt, scrub)
+from harness.adapters.wandb.mode import (FALLBACK_FILE, SALT_FILE, Mode, api_keys, base_url, entity_of, project_of,
+                                         resolve_mode, run_id, salt, scrub, sweep_mode)
 from harness.adapters.wandb.session import finish_run, init_run
 from harness.config import to_dict
+from harness.data.reach import probe
 from harness.reporting.format import headline
 from harness.results import read_json
 
@@ -47,6 +48,13 @@ def prepare_sweep(cfg, sweep_dir: str | Path, console: Callable[[str], Any] = pr
     folder.mkdir(parents=True, exist_ok=True)
     if not salt(sweep_dir):
         (folder / SALT_FILE).write_text(secrets.token_hex(6) + "\n", encoding="utf-8")
+    (folder / FALLBACK_FILE).unlink(missing_ok=True)    # decided afresh by every run of the sweep
+    if mode.mode == "online":
+        why = probe(base_url())          # once per sweep, here; the trials read the verdict from FALLBACK_FILE
+        if why is not None:
+            mode = Mode("offline", f"online was asked for, but {base_url()} cannot be reached ({why}); every "
+                                   f"run of this sweep logs offline instead, to be uploaded later")
+            (folder / FALLBACK_FILE).write_text(mode.why + "\n", encoding="utf-8")
     entity = entity_of(cfg.logging.wandb)
     where = f"project {entity + '/' if entity else ''}{project_of(cfg.logging.wandb)}"
     console(f"W&B: {mode.mode} ({mode.why}); {where}, group {cfg.name}; run files in {rel(folder)}")
@@ -73,7 +81,7 @@ def log_sweep_summary(cfg, sweep_dir: str | Path, console: Callable[[str], Any] 
     tables, the plots and ``report.html`` (+ CSV/Markdown/JSON) as an artifact. Prints where offline runs are and
     the ``wandb sync`` command. Returns the run id (None when disabled or on a W&B error)."""
     sweep_dir = Path(sweep_dir)
-    mode = resolve_mode(cfg.logging.wandb.mode)
+    mode = sweep_mode(cfg.logging.wandb.mode, sweep_dir)
     if mode.mode == "disabled":
         return None
     wb = cfg.logging.wandb

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from harness.adapters.wandb.mode import api_keys, process_rank, resolve_mode, run_id, salt, scrub
+from harness.adapters.wandb.mode import api_keys, process_rank, run_id, salt, scrub, sweep_mode
 from harness.adapters.wandb.session import finish_run, finite, init_run
 from harness.results import load_result, result_path
 
@@ -38,7 +38,7 @@ class TrialTracker:
     def __init__(self, trial, *, rank: int = 0, environ=None, finish_timeout: Optional[float] = None):
         self.trial = trial
         self.sweep_dir = Path(trial.output.dir) / trial.sweep
-        self.mode = resolve_mode(trial.logging.wandb.mode, environ).mode
+        self.mode = sweep_mode(trial.logging.wandb.mode, self.sweep_dir, environ).mode
         self.active = rank == 0 and self.mode != "disabled"
         self.finish_timeout = finish_timeout if finish_timeout is not None else (
             120.0 if self.mode == "online" else 30.0)
