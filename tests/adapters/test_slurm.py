@@ -156,7 +156,8 @@ def _finished(cluster, job: str, results: Path, timeout: float = 300) -> dict:
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\njob log:\n{_log(results, job)[-4000:]}") from None
     assert info["JobState"] == "COMPLETED" and info.get("ExitCode") == "0:0", \
-        f"{info.get('JobState')} {info.get('ExitCode')}\njob log:\n{_log(results, job)[-4000:]}"
+        f"{info.get('JobState')} {info.get('ExitCode')} reason {info.get('Reason')}\n" \
+        f"job log:\n{_log(results, job)[-4000:]}\nSLURM logs:\n{cluster.daemon_logs()}"
     return info
 
 

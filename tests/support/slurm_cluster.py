@@ -89,9 +89,23 @@ class SlurmCluster:
         raise TimeoutError(f"job {job_id}: {what or 'condition'} not reached in {timeout:.0f}s; "
                            f"state {info.get('JobState')} reason {info.get('Reason')}")
 
-    def start_now(self, job_id: str) -> None:
-        """A requeued job waits ~2 minutes (SLURM's fixed requeue delay); let it start at once."""
+    def start_now(self, job_id: str, settle: float = 60) -> None:
+        """A requeued job waits ~2 minutes (SLURM's fixed requeue delay); let it start at once.
+
+        First wait (up to ``settle`` s) until no node is still COMPLETING the job's previous run: a launch
+        onto a node whose slurmd is still cleaning up can fail the job outright (FAILED 1:0, no output)."""
+        deadline = time.time() + settle
+        while time.time() < deadline:
+            states = self.run("sinfo", "-h", "-N", "-o", "%T", check=False, timeout=20).stdout.split()
+            if states and not any("comp" in s.lower() for s in states):
+                break
+            time.sleep(0.5)
         self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+
+    def daemon_logs(self, chars: int = 1500) -> str:
+        """The end of every SLURM daemon log of this cluster (for failure messages)."""
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}"
+                         for p in sorted((self.base / "log").glob("slurm*.log")))
 
     # -- life cycle ----------------------------------------------------------------------------------
     def _alive(self, pidfile: Path) -> bool:
