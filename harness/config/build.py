@@ -172,6 +172,16 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _as_number(v: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a range bound that reads as a number is one."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
 def _check_values(axis: str, values: list, where: str) -> None:
     """``values`` as the axis's own type and range (what a list of the axis would accept); errors name
     ``where[i]``."""
@@ -215,6 +225,7 @@ def check_distributions(data: Any) -> None:
             continue
         if axis not in RANGE_AXES:
             raise ConfigError(where, f"{axis} takes a list or {{choice: [...]}}, not a numeric range")
+        args = [_as_number(v) for v in args] if isinstance(args, list) else args
         if not isinstance(args, list) or len(args) != 2 or not all(map(_number, args)):
             raise ConfigError(where, f"needs [low, high] (two numbers), got {args!r}")
         lo, hi = args

@@ -8,12 +8,11 @@ its experiment state, and ``Tuner.restore`` brings it back (``--resume``).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 from ray import tune
-from ray.tune.search import Repeater
+from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.repeater import TRIAL_INDEX
 
 from harness.adapters.ray.progress import ProgressCallback
@@ -174,9 +173,9 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
                keep_going: Callable[[], bool] = lambda: True) -> SearchGrid:
     first = studies[0].template
     res = first.resources
-    # Tune lets a searcher keep only one trial pending (waiting for its actor) at a time: with trials of a few
-    # seconds each, actor start-up then serialises the sweep. Allow as many pending trials as can run at once.
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max_concurrent(res) or _slots(res)))
+    # Tune lets a searcher without a ConcurrencyLimiter keep only one trial pending (waiting for its actor): with
+    # trials of a few seconds, actor start-up then serialises the sweep. The limiter at the slots that fit lifts it.
+    slots = max_concurrent(res) or _slots(res)
     trainable = tune.with_resources(_trainable, trial_resources(res))
     finished = {k: v for s in studies for k, v in _finished(s, console).items()} if resume else {}
     progress = ProgressCallback(sum(s.n_trials for s in studies), console=console, finished=finished,
@@ -207,11 +206,11 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
                 "log_level": t.logging.level.upper(), "experiment_dir": str(exp),
                 "study": {"template": t.to_dict(), "label": study.label, "algorithm": study.algorithm,
                           "seeds": list(study.seeds), "index_base": study.index * study.n_trials}}
-            searcher = make_searcher(study.algorithm, metric, mode, seed=study.seeds[0] + study.index,
-                                     repeat=len(study.seeds))
+            searcher = ConcurrencyLimiter(make_searcher(study.algorithm, metric, mode, seed=study.seeds[0] + study.index,
+                                                        repeat=len(study.seeds)), max_concurrent=slots)
             tuner = tune.Tuner(trainable, param_space=param_space,
                                tune_config=tune_config(res, search_alg=searcher, scheduler=scheduler,
-                                                       num_samples=study.n_trials),
+                                                       num_samples=study.n_trials, max_concurrent_trials=None),
                                run_config=run_config(res, exp, callbacks))
         grids.append(tuner.fit())
     return SearchGrid(grids)

@@ -147,9 +147,12 @@ def experiment_path(trial: TrialConfig) -> Path:
 
 
 def tune_config(res, **kwargs) -> tune.TuneConfig:
-    """Trials named by their freezebench id (readable; also the folder name in Tune's storage)."""
-    return tune.TuneConfig(max_concurrent_trials=max_concurrent(res),
-                           trial_name_creator=lambda t: trial_id_of(t.config),
+    """Trials named by their freezebench id (readable; also the folder name in Tune's storage). Actors are reused
+    between trials: a new trial then skips the worker's start-up and imports (seconds per trial; see
+    docs/performance.md, sweep_scale)."""
+    kwargs.setdefault("max_concurrent_trials", max_concurrent(res))
+    kwargs.setdefault("reuse_actors", True)
+    return tune.TuneConfig(trial_name_creator=lambda t: trial_id_of(t.config),
                            trial_dirname_creator=lambda t: trial_id_of(t.config), **kwargs)
 
 
