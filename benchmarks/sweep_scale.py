@@ -83,6 +83,7 @@ def split_costs(results: list[dict], wall_s: float, slots: int) -> dict:
     n = len(timed)
     per_slot = span * slots / n          # seconds of one slot each trial occupied, start of first to end of last
     return {"trials": n, "slots": slots, "wall_s": wall_s, "span_s": span,
+            "mean_running": sum(inside) / span if span else None,   # trials that really ran at once, on average
             "work_s": statistics.mean(work), "setup_s": statistics.mean(inside) - statistics.mean(work),
             "scheduling_s": per_slot - statistics.mean(inside), "tail_and_start_s": wall_s - span,
             "overhead_per_trial_s": wall_s * slots / n - statistics.mean(work)}
@@ -148,6 +149,7 @@ def _doc_section(fig: dict) -> str:
                  f"| trials (ok) | {s.get('trials')} ({s.get('ok')}), {fig['steps']} steps each, {s.get('slots')} "
                  f"at a time |",
                  f"| wall clock | {s.get('wall_s', 0):.0f} s (first trial start to last end: {s.get('span_s', 0):.0f} s) |",
+                 f"| trials running at once (mean) | {s.get('mean_running') or 0:.2f} |",
                  f"| training + evaluation per trial | {s.get('work_s', 0):.2f} s |",
                  f"| set-up inside the trial | {s.get('setup_s', 0):.2f} s |",
                  f"| Ray scheduling per trial slot | {s.get('scheduling_s', 0):.2f} s |",

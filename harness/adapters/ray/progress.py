@@ -1,5 +1,6 @@
-"""Live console progress for a sweep: a status line on every trial end (and every ``every_s`` seconds while
-trials run) with done / running / pending / failed, elapsed time, an ETA from the finished trials' durations and
+"""Live console progress for a sweep: a status line on trial ends (each one, but at most one every
+``min_interval_s`` in a sweep of many short trials; failures and the last trial always) and every ``every_s``
+seconds while trials run, with done / running / pending / failed, elapsed time, an ETA from the finished trials' durations and
 the best validation score so far per strategy. ``logging.level: debug`` adds one line per evaluation and per
 trial start. When stdout is a terminal the status line between those events is redrawn in place (a live bar).
 """
@@ -39,7 +40,7 @@ class ProgressCallback(tune.Callback):
     def __init__(self, total: int, labels: dict[str, str] | None = None, console: Callable[[str], None] = print,
                  finished: dict[str, dict] | None = None, max_steps: dict[str, int] | None = None,
                  label_of: Callable[[object], str] | None = None, debug: bool = False, every_s: float = 30.0,
-                 mode: str = "max", live: bool | None = None):
+                 mode: str = "max", live: bool | None = None, min_interval_s: float = 5.0):
         self.total = total
         self.labels = dict(labels or {})
         self.max_steps = dict(max_steps or {})
@@ -47,6 +48,8 @@ class ProgressCallback(tune.Callback):
         self.console = console
         self.debug = debug
         self.every_s = every_s
+        self.min_interval_s = min_interval_s
+        self.resumed = bool(finished)
         self.sign = 1.0 if mode == "max" else -1.0
         self.live = (console is print and sys.stdout.isatty()) if live is None else live
         self.done: dict[str, str] = {}
@@ -100,6 +103,11 @@ class ProgressCallback(tune.Callback):
             if label not in self.best or self.sign * score > self.sign * self.best[label][0]:
                 self.best[label] = (score, tid)
 
+    def setup(self, **info):
+        if self.resumed:   # once per run: what a resumed sweep already has
+            self.resumed = False
+            self._say(f"{self.status()} | resumed")
+
     def on_trial_start(self, iteration, trials, trial, **info):
         tid = trial_key(trial)
         self._label(trial, tid)
@@ -143,7 +151,12 @@ class ProgressCallback(tune.Callback):
         acc = last.get("final_val_score", last.get("val_score"))
         self._record(tid, status, acc, self._label(trial, tid))
         acc_s = f" val {acc:.4f}" if isinstance(acc, float) else ""
-        self._say(f"{self.status()} | finished {tid}: {status}{acc_s}")
+        last = len(self.done) >= self.total
+        if last or len(self.durations) == 1 or status != "ok" or time.time() - self.last_line >= self.min_interval_s:
+            self._say(f"{self.status()} | finished {tid}: {status}{acc_s}")
+        elif self.live:
+            sys.stdout.write("\r\033[K" + self.status()[:200])
+            sys.stdout.flush()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         tid = self._finish(trial)
