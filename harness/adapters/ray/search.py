@@ -179,7 +179,7 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
     trainable = tune.with_resources(_trainable, trial_resources(res))
     finished = {k: v for s in studies for k, v in _finished(s, console).items()} if resume else {}
     progress = ProgressCallback(sum(s.n_trials for s in studies), console=console, finished=finished,
-                                label_of=lambda trial: trial_of(trial.config).strategy_label,
+                                label_of=lambda trial: trial.config["study"]["strategy"],
                                 debug=first.logging.level == "debug", mode=mode)
     callbacks = [progress, *extra_callbacks]
     grids = []
@@ -204,7 +204,8 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
             param_space = {
                 "values": tune_space(study.space), "tokenized_path": tokenized_path,
                 "log_level": t.logging.level.upper(), "experiment_dir": str(exp),
-                "study": {"template": t.to_dict(), "label": study.label, "algorithm": study.algorithm,
+                "study": {"template": t.to_dict(), "label": study.label, "strategy": study.strategy,
+                          "algorithm": study.algorithm,
                           "seeds": list(study.seeds), "index_base": study.index * study.n_trials}}
             searcher = ConcurrencyLimiter(make_searcher(study.algorithm, metric, mode, seed=study.seeds[0] + study.index,
                                                         repeat=len(study.seeds)), max_concurrent=slots)

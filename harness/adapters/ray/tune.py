@@ -61,9 +61,19 @@ def finished_result(trial: TrialConfig, log=log.warning) -> dict | None:
     return None
 
 
+_SAMPLED_IDS: dict[tuple, str] = {}
+
+
 def trial_id_of(config: dict) -> str:
+    """The trial id alone (Tune asks for it several times per trial, on the driver: a sampled trial's id is built
+    and validated once)."""
     grid = config.get("trial")
-    return grid["trial_id"] if grid else trial_of(config).trial_id
+    if grid:
+        return grid["trial_id"]
+    key = (config["study"]["label"], config[SAMPLE_KEY], config[TRIAL_INDEX], repr(sorted(config["values"].items())))
+    if key not in _SAMPLED_IDS:
+        _SAMPLED_IDS[key] = trial_of(config).trial_id
+    return _SAMPLED_IDS[key]
 
 
 def _final_report(trial: TrialConfig, result: dict) -> None:
