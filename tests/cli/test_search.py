@@ -195,3 +195,13 @@ def test_random_sweep_resumes_after_sigkill(tmp_path, cache_dir):
     for key, started in before.items():   # a finished trial is kept, never run again
         if key not in unplanned:
             assert after[key]["started_at"] == started, key
+
+
+def test_html_keeps_the_best_configurations_per_strategy_at_scale():
+    from harness.reporting.html import _best_rows
+
+    rows = [{"strategy": s, "val_score_mean": v / 1000} for s in ("full", "head_only") for v in range(1000)]
+    shown, note = _best_rows(rows, limit=100)
+    assert len(shown) == 100 and {r["strategy"] for r in shown} == {"full", "head_only"}
+    assert min(r["val_score_mean"] for r in shown) == 0.95 and "Showing 100 of 2,000" in note
+    assert _best_rows(rows[:50], limit=100) == (rows[:50], "")
