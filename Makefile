@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	# DeepSpeed is an sdist: build it without its C++ ops (they are JIT-built on first use)
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q --no-build-isolation "$(DEEPSPEED)"
-	$(BIN)/python -m pip install -q -e ".[test,deepspeed,wandb-report,bench]"
+	$(BIN)/python -m pip install -q -e ".[test,deepspeed,wandb-report,bench,search]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,6 +5,7 @@ one of :data:`INPUT_ERRORS` naming the offending key; the CLIs turn that into ex
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -14,13 +15,15 @@ import torch
 import strategies
 from harness.config import (ConfigError, SweepConfig, TrialConfig, expand, normalise_strategies, strategy_label,
                             strategy_path)
+from harness.config.search import describe_space
 from harness.data import DataError, check_source, resolve_format
 from harness.data.reach import hub_cached, hub_endpoint, hub_offline, probe
 from harness.train import prefix_cache
 from harness.train.engines.deepspeed_config import check_sweep
 from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config, resolve_source
 
-__all__ = ["preflight", "check_hub", "check_local_machine", "plan_rows", "format_plan", "INPUT_ERRORS"]
+__all__ = ["preflight", "check_hub", "check_local_machine", "plan_rows", "format_plan", "format_search_plan",
+           "check_searcher", "INPUT_ERRORS"]
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, strategies.StrategyError, DataError, ModelSourceError)
 
@@ -76,6 +79,7 @@ def preflight(cfg: SweepConfig, *, skip_if_hub_unreachable: bool = False, consol
     ``skip_if_hub_unreachable``: when the Hub cannot be reached, skip (with a note) the checks that need the
     model's configuration instead of failing - for ``harness.submit``, whose job runs elsewhere."""
     trials = expand(cfg)
+    check_searcher(cfg)
     strats = normalise_strategies(cfg)
     params = []
     for i, strat in enumerate(strats):
@@ -180,6 +184,42 @@ def _check_prefix_caches(cfg: SweepConfig, trials: list[TrialConfig], strats: li
             prefix_cache.plan(frozen.model, frozen.names)
         except ConfigError as exc:
             raise _rekey(exc, _where(cfg, mine[0], "cache_frozen_prefix")) from None
+
+
+SEARCH_PACKAGES = {"random": ("optuna",), "optuna": ("optuna",), "bohb": ("hpbandster", "ConfigSpace")}
+
+
+def check_searcher(cfg: SweepConfig) -> None:
+    """The packages of ``search.algorithm`` are installed (the ``search`` extra), before Ray starts."""
+    missing = [m for m in SEARCH_PACKAGES.get(cfg.search.algorithm, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError("search.algorithm", f"{cfg.search.algorithm} needs {', '.join(missing)}, which is not "
+                                              "installed: pip install 'freezebench[search]'")
+
+
+def format_search_plan(cfg: SweepConfig, plan: list, rows: list[dict], as_json: bool = False) -> str:
+    """``--dry-run`` of a sampled search: strategies x budget x seeds, and the space (nothing is sampled)."""
+    counts = {r["strategy"]: (r["trainable_params"], r["total_params"]) for r in rows}
+    s = cfg.search
+    seeds = list(plan[0].seeds)
+    total = sum(st.n_trials for st in plan)
+    if as_json:
+        return json.dumps({"algorithm": s.algorithm, "num_samples": s.num_samples, "seeds": seeds,
+                           "metric": s.metric, "mode": s.search_mode, "space": plan[0].space, "trials": total,
+                           "studies": [{"study": st.label, "strategy": st.strategy, "trials": st.n_trials,
+                                        "trainable_params": counts[st.strategy][0],
+                                        "total_params": counts[st.strategy][1]} for st in plan]}, indent=2)
+    goal = "maximises" if s.search_mode == "max" else "minimises"
+    lines = [f"search: {s.algorithm}, {s.num_samples} configurations per strategy, each with seeds "
+             f"{', '.join(map(str, seeds))}; the searcher {goal} the mean over seeds of {s.metric}",
+             f"space: {describe_space(plan[0].space)}"]
+    width = max(len(st.label) for st in plan)
+    for st in plan:
+        trainable, n = counts[st.strategy]
+        lines.append(f"  {st.label.ljust(width)}  {st.num_samples} x {len(st.seeds)} seeds = {st.n_trials} trials  "
+                     f"trainable {trainable:,} / {n:,} ({trainable / n:.4f})")
+    lines.append(f"{len(plan)} strategies x {s.num_samples} configurations x {len(seeds)} seeds = {total} trials")
+    return "\n".join(lines)
 
 
 def check_local_machine(cfg: SweepConfig, trials: list[TrialConfig] | None = None) -> None:

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from harness.cli import parser
 from harness.config import SweepConfig, load_config, sweep_schema, to_dict
+from harness.config.search import sampled, studies
 from harness.data import tokenize_cache
 from harness.keep_models import keep_models
-from harness.preflight import INPUT_ERRORS, check_local_machine, format_plan, plan_rows, preflight
+from harness.preflight import (INPUT_ERRORS, check_local_machine, format_plan, format_search_plan, plan_rows,
+                               preflight)
 from harness.reporting import NoResults, write_report
 from harness.results import write_json_atomic
 from harness.results.lock import LockHeld, SweepLock
@@ -76,6 +78,11 @@ def _tokenize_once(cfg: SweepConfig) -> str:
                                       num_labels=cfg.model.num_labels, log=print))
 
 
+def _write_sweep_json(sweep_dir: Path, cfg: SweepConfig, trials: list) -> None:
+    write_json_atomic(sweep_dir / "sweep.json", {"name": cfg.name, "config": to_dict(cfg),
+                                                 "trials": [t.trial_id for t in trials]})
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.schema:
@@ -86,7 +93,10 @@ def main(argv=None) -> int:
         cfg = _absolute_output(load_config(args.config, args.overrides))
         trials = preflight(cfg)
         if args.dry_run:
-            print(format_plan(plan_rows(cfg, trials), as_json=args.json))
+            if sampled(cfg):   # the plan: studies x budget x seeds and the space; nothing is sampled
+                print(format_search_plan(cfg, studies(cfg), plan_rows(cfg, trials), as_json=args.json))
+            else:
+                print(format_plan(plan_rows(cfg, trials), as_json=args.json))
             return 0
         if args.address is None:
             check_local_machine(cfg, trials)  # a local Ray runs the trials on this machine
@@ -118,29 +128,43 @@ def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: Swe
     except (SystemExit, LockHeld) as exc:
         print(exc, file=sys.stderr)
         return 2
+    plan = studies(cfg) if sampled(cfg) else None
     try:  # an unwritable results folder (or a full disk) is an error before anything starts
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(sweep_dir / "sweep.json", {"name": cfg.name, "config": to_dict(cfg),
-                                                     "trials": [t.trial_id for t in trials]})
+        _write_sweep_json(sweep_dir, cfg, trials if plan is None else [])
     except OSError as exc:
         print(f"error: output.dir: cannot write to {sweep_dir}: {exc}", file=sys.stderr)
         return 2
-    print(f"sweep {cfg.name}: {len(trials)} trials -> {sweep_dir}")
+    if plan is None:
+        print(f"sweep {cfg.name}: {len(trials)} trials -> {sweep_dir}")
+    else:
+        print(f"sweep {cfg.name}: {cfg.search.algorithm} search, {len(plan)} strategies x {cfg.search.num_samples} "
+              f"configurations x {len(plan[0].seeds)} seeds = {sum(s.n_trials for s in plan)} trials -> {sweep_dir}")
     # the adapters import ray (seconds): only once a sweep really starts, not for --help or --dry-run
     from harness.adapters import wandb as wandb_adapter
     from harness.adapters.ray import finalize_results, init_ray, run_tune
+    from harness.adapters.ray.search import realised_trials, run_search, set_aside_unplanned
     from harness.adapters.slurm.signals import EXIT_INTERRUPTED, graceful_stop
 
     wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
     init_ray(args.address, cfg.resources.num_cpus)
     grid = None
     with graceful_stop(console=print) as stop:   # SIGTERM/SIGUSR1 (SLURM): Tune saves its state and returns
-        grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume,
-                        early_stopping=to_dict(cfg.search.early_stopping))
-    if stop.interrupted(grid):
+        search = dict(metric=cfg.search.metric, mode=cfg.search.search_mode,
+                      early_stopping=to_dict(cfg.search.early_stopping))
+        if plan is None:
+            grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume, **search)
+        else:   # one searcher per strategy, the same budget each
+            grid = run_search(plan, tokenized_path=tokenized, resume=args.resume,
+                              keep_going=lambda: not stop.requested, **search)
+    if stop.interrupted(grid) or (plan is not None and len(grid) < sum(s.n_trials for s in plan)):
         print(f"interrupted ({stop.signal or 'stop signal'}): sweep state saved in {sweep_dir}; "
               f"continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if plan is not None:   # the trials are what the searchers sampled
+        trials = realised_trials(grid)
+        set_aside_unplanned(sweep_dir, {t.trial_id for t in trials}, console=print)
+        _write_sweep_json(sweep_dir, cfg, trials)
     try:
         counts = finalize_results(trials, grid, console=print)
     except OSError as exc:  # e.g. the disk filled up while the trials ran

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from harness.config.schema import (SEARCH_AXES, ConfigError, SearchConfig, StrategyConfig, SweepConfig,
-                                   TrainConfig)
+from harness.config.schema import (DISTRIBUTIONS, SAMPLED_AXES, SEARCH_AXES, ConfigError, Distribution,
+                                   SearchConfig, StrategyConfig, SweepConfig, TrainConfig)
 from strategies.validation import describe
 
 __all__ = ["build", "build_config", "check_train", "strategy_train", "apply_overrides", "load_config",
@@ -33,7 +33,24 @@ def build(cls: type, data: Any, path: str = "") -> Any:
         return _adapter(cls).validate_python({} if data is None else data)
     except ValidationError as exc:
         where, message = describe(exc, cls, path)
-        raise ConfigError(where or "<root>", message) from None
+        raise ConfigError(_without_union_tags(where) or "<root>", message) from None
+
+
+_UNION_TAG = re.compile(r"\.(function-[a-z]+|list|tuple|nullable|union|constrained-[a-z]+)\[")
+
+
+def _without_union_tags(where: str) -> str:
+    """A search axis is a list or a distribution (a pydantic union): drop the union member's tag from the error's
+    path (``search.lr.function-after[...][1]`` -> ``search.lr[1]``). Config keys never hold brackets."""
+    while (m := _UNION_TAG.search(where)) is not None:
+        j, depth = m.end() - 1, 0
+        while j < len(where):          # skip the tag's balanced brackets
+            depth += (where[j] == "[") - (where[j] == "]")
+            j += 1
+            if depth == 0:
+                break
+        where = where[:m.start()] + where[j:]
+    return where.replace(".Distribution", "")
 
 
 # keys of 0.1 with their 0.2 names: the test split is evaluated once; choices read the validation split
@@ -147,10 +164,111 @@ def _check_strategy_train(strategy: StrategyConfig, search: SearchConfig, where:
     strategy_train(TrainConfig(), strategy.train, where)
 
 
+INT_AXES = ("batch_size", "max_steps")
+RANGE_AXES = ("lr", "weight_decay", "dropout", "attention_dropout", "label_smoothing", "word_dropout", *INT_AXES)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _as_number(v: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a range bound that reads as a number is one."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _check_values(axis: str, values: list, where: str) -> None:
+    """``values`` as the axis's own type and range (what a list of the axis would accept); errors name
+    ``where[i]``."""
+    try:
+        build(SearchConfig, {axis: values}, "search")
+    except ConfigError as exc:
+        text = str(exc)
+        message = text[len(exc.path) + 2:] if text.startswith(exc.path + ": ") else text
+        index = re.search(r"\[\d+\]$", exc.path)   # the union's member names sit between axis and index
+        raise ConfigError(where + (index.group(0) if index else ""), message) from None
+
+
+def check_distributions(data: Any) -> None:
+    """The sampled axes of a raw sweep mapping (``search.lr: {loguniform: [1e-5, 1e-3]}``), with messages that
+    name the key - before pydantic, whose union errors (list or distribution) would not say which is meant."""
+    search = data.get("search") if isinstance(data, dict) else None
+    if not isinstance(search, dict):
+        return
+    for axis, spec in search.items():
+        if axis not in SEARCH_AXES or not isinstance(spec, dict):
+            continue
+        path = f"search.{axis}"
+        example = f"e.g. {axis}: {{loguniform: [1e-5, 1e-3]}}" if axis == "lr" else f"e.g. {axis}: {{choice: [...]}}"
+        if axis not in SAMPLED_AXES:
+            raise ConfigError(path, f"takes a list: {axis} is a grid axis (every sampled configuration runs with "
+                                    "every seed, for every strategy), not a distribution")
+        if len(spec) != 1:
+            raise ConfigError(path, f"a distribution has exactly one key of {', '.join(DISTRIBUTIONS)} ({example}); "
+                                    f"got {', '.join(map(str, spec)) or 'none'}")
+        (name, args), = spec.items()
+        where = f"{path}.{name}"
+        if name not in DISTRIBUTIONS:
+            raise ConfigError(where, f"unknown distribution {name!r}; use one of {', '.join(DISTRIBUTIONS)}")
+        if name == "choice":
+            if not isinstance(args, list) or not args:
+                raise ConfigError(where, f"needs a non-empty list of values, got {args!r}")
+            _check_values(axis, args, where)
+            for i, v in enumerate(args):
+                if v in args[:i]:
+                    raise ConfigError(f"{where}[{i}]", f"duplicate value {v!r}")
+            continue
+        if axis not in RANGE_AXES:
+            raise ConfigError(where, f"{axis} takes a list or {{choice: [...]}}, not a numeric range")
+        args = [_as_number(v) for v in args] if isinstance(args, list) else args
+        if not isinstance(args, list) or len(args) != 2 or not all(map(_number, args)):
+            raise ConfigError(where, f"needs [low, high] (two numbers), got {args!r}")
+        lo, hi = args
+        if (name == "randint" or axis in INT_AXES) and not all(float(v).is_integer() for v in args):
+            raise ConfigError(where, f"{axis} is an integer axis: give whole numbers, got {args!r}")
+        if name == "randint" and axis not in INT_AXES:
+            raise ConfigError(where, f"randint is for the integer axes ({', '.join(INT_AXES)}); use uniform or "
+                                     f"loguniform for {axis}")
+        if lo >= hi:
+            raise ConfigError(where, f"low {lo!r} must be below high {hi!r}")
+        if name == "loguniform" and lo <= 0:
+            raise ConfigError(f"{where}[0]", f"a log scale needs low > 0, got {lo!r}")
+        _check_values(axis, [int(v) for v in args] if axis in INT_AXES else args, where)
+
+
+def _check_algorithm(search: SearchConfig) -> None:
+    sampled = search.sampled
+    if search.algorithm == "grid":
+        if sampled:
+            axis = next(iter(sampled))
+            raise ConfigError(f"search.{axis}", "is a distribution, which search.algorithm: grid cannot enumerate; "
+                                                "give a list, or set search.algorithm: random, optuna or bohb with "
+                                                "search.num_samples (the budget per strategy)")
+        if search.num_samples is not None:
+            raise ConfigError("search.num_samples", "only applies to a sampled search (search.algorithm: random, "
+                                                    "optuna or bohb); a grid runs every combination")
+        return
+    if search.num_samples is None:
+        raise ConfigError("search.num_samples", f"required with search.algorithm: {search.algorithm} (the number "
+                                                "of configurations every strategy gets)")
+    if not sampled:
+        raise ConfigError("search.algorithm", f"{search.algorithm} samples distribution axes, but the search has "
+                                              "none; give one, e.g. search.lr: {loguniform: [1e-5, 1e-3]}")
+    if search.algorithm == "bohb" and search.early_stopping.enabled:
+        raise ConfigError("search.early_stopping.enabled", "bohb brings its own early stopping (HyperBand); "
+                                                           "leave search.early_stopping off")
+
+
 def _check_search(search: SearchConfig) -> None:
+    _check_algorithm(search)
     for axis in SEARCH_AXES:
         values = getattr(search, axis)
-        if values is None:
+        if values is None or isinstance(values, Distribution):
             continue
         seen = []
         for i, v in enumerate(values):
@@ -189,6 +307,7 @@ def build_config(data: Any) -> SweepConfig:
     """Validate a plain mapping (as parsed from YAML) into a :class:`SweepConfig`."""
     _check_renamed(data)
     _check_flow_typos(data)
+    check_distributions(data)
     cfg = build(SweepConfig, data)
     _cross_check(cfg)
     return cfg

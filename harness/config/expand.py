@@ -6,13 +6,13 @@ import hashlib
 import itertools
 import json
 import re
-from typing import Any
+from typing import Any, Optional
 
 from pydantic.dataclasses import dataclass
 
 from harness.config.build import build, strategy_train, to_dict
-from harness.config.schema import (SECTION, ConfigError, DataConfig, LoggingConfig, ModelConfig, OutputConfig,
-                                   ResourcesConfig, StrategyConfig, SweepConfig, TrainConfig)
+from harness.config.schema import (SECTION, SHORT_NAMES, ConfigError, DataConfig, Distribution, LoggingConfig, ModelConfig,
+                                   OutputConfig, ResourcesConfig, StrategyConfig, SweepConfig, TrainConfig)
 
 __all__ = ["TrialConfig", "expand", "strategy_label", "strategy_path", "normalise_strategies", "trial_from_dict",
            "config_hash"]
@@ -20,9 +20,7 @@ __all__ = ["TrialConfig", "expand", "strategy_label", "strategy_path", "normalis
 # Train-level axes, in the order they appear in trial ids. "strategy" and "seed" are handled separately.
 _TRAIN_AXES = ("lr", "batch_size", "scheduler", "grad_clip", "weight_decay", "dropout", "attention_dropout",
                "label_smoothing", "word_dropout", "max_steps")
-_SHORT = {"lr": "lr", "batch_size": "bs", "scheduler": "", "grad_clip": "clip", "weight_decay": "wd",
-          "dropout": "do", "attention_dropout": "ado", "label_smoothing": "ls", "word_dropout": "wdo",
-          "max_steps": "steps"}
+_SHORT = SHORT_NAMES
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -39,6 +37,8 @@ class TrialConfig:
     resources: ResourcesConfig
     logging: LoggingConfig
     output: OutputConfig
+    # a sampled trial (search.algorithm random / optuna / bohb): {algorithm, study, n, values}; None on a grid
+    sample: Optional[dict] = None
 
     @property
     def strategy_label(self) -> str:
@@ -99,10 +99,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-")
 
 
+def placeholder(dist: Distribution, axis: str) -> Any:
+    """The value a distribution axis takes in the plan's template trials (what pre-flight checks run on): the
+    first choice, or the low end of the range."""
+    if dist.choice is not None:
+        return dist.choice[0]
+    lo = (dist.loguniform or dist.uniform or dist.randint)[0]
+    return int(lo) if axis in ("batch_size", "max_steps") else lo
+
+
 def _axis_values(cfg: SweepConfig, axis: str) -> list:
     values = getattr(cfg.search, axis)
     if values is None:
         return [getattr(cfg.train, axis)]
+    if isinstance(values, Distribution):   # sampled later, by the searcher of each strategy
+        return [placeholder(values, axis)]
     for i, v in enumerate(values):
         if v in values[:i]:
             raise ConfigError(f"search.{axis}[{i}]", f"duplicate value {v!r}")
@@ -110,7 +121,9 @@ def _axis_values(cfg: SweepConfig, axis: str) -> list:
 
 
 def expand(cfg: SweepConfig) -> list[TrialConfig]:
-    """The cartesian product of the axes, seeds outermost (so every strategy gets seed 0 early)."""
+    """The cartesian product of the axes, seeds outermost (so every strategy gets seed 0 early). With a sampled
+    search (``search.algorithm`` other than grid) these are the plan's templates: one per grid cell and seed,
+    each distribution axis at :func:`placeholder` (see :mod:`harness.config.search`)."""
     strategies = normalise_strategies(cfg)
     seeds = _axis_values(cfg, "seed")
     axes = {a: _axis_values(cfg, a) for a in _TRAIN_AXES}
@@ -150,5 +163,7 @@ def _str_keys(obj: Any) -> Any:
 def config_hash(trial: TrialConfig) -> str:
     """Stable hash of a trial's resolved configuration (used to check resumes against the same plan)."""
     canonical = trial_from_dict(trial.to_dict()).to_dict()   # re-validated: 0 and 0.0 hash alike wherever it was built
+    if canonical.get("sample") is None:
+        canonical.pop("sample", None)   # a grid trial hashes as before sampled searches existed (resumable)
     blob = json.dumps(_str_keys(canonical), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -10,7 +10,7 @@ touches a model or a data set.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Annotated, Any, Literal, Optional, TypeVar
+from typing import Annotated, Any, Literal, Optional, Tuple, TypeVar, Union
 
 from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.dataclasses import dataclass
@@ -21,7 +21,7 @@ from strategies.validation import NUMBER, Bool, Int, List, Str
 __all__ = [
     "ConfigError", "EarlyStoppingConfig", "ModelConfig", "DataConfig", "TrainConfig", "StrategyConfig", "SearchConfig",
     "ResourcesConfig", "WandbConfig", "LoggingConfig", "OutputConfig", "ReportConfig", "SweepConfig", "SEARCH_AXES",
-    "SCHEDULERS",
+    "SCHEDULERS", "Distribution", "DISTRIBUTIONS", "SAMPLED_AXES", "ALGORITHMS", "SHORT_NAMES",
 ]
 
 
@@ -168,22 +168,64 @@ class EarlyStoppingConfig:
     reduction_factor: Annotated[float, Field(gt=1, le=100), NUMBER] = 3.0
 
 
+# A sampled axis: exactly one key. Ranges are [low, high]; randint (and loguniform / uniform on an integer axis)
+# include both ends. The bounds and choices are checked against the axis's own type and range by
+# harness.config.build (a key path such as search.lr.loguniform[0] names the bad one).
+# the axes' short names in trial ids (lr3e-05_bs16_cosine_clip1_...); the scheduler shows its name alone
+SHORT_NAMES = {"lr": "lr", "batch_size": "bs", "scheduler": "", "grad_clip": "clip", "weight_decay": "wd",
+               "dropout": "do", "attention_dropout": "ado", "label_smoothing": "ls", "word_dropout": "wdo",
+               "max_steps": "steps"}
+DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
+ALGORITHMS = ("grid", "random", "optuna", "bohb")
+# the axes a searcher may sample; strategy and seed stay lists (the outer axis, and the repeats of a sample)
+SAMPLED_AXES = ("lr", "batch_size", "scheduler", "grad_clip", "weight_decay", "dropout", "attention_dropout",
+                "label_smoothing", "word_dropout", "max_steps")
+
+
+@dataclass(frozen=True, config=SECTION)
+class Distribution:
+    loguniform: Optional[Tuple[float, float]] = None   # log-uniform in [low, high], low > 0
+    uniform: Optional[Tuple[float, float]] = None      # uniform in [low, high]
+    randint: Optional[Tuple[int, int]] = None          # integers low..high (both included)
+    choice: Optional[Annotated[list, Field(min_length=1)]] = None   # one of the values
+
+
+Sampled = Optional[Union[Annotated[List[T], Field(min_length=1)], Distribution]]   # a list (grid) or a distribution
+
+
 @dataclass(frozen=True, config=SECTION)
 class SearchConfig:
-    # every axis is a list; the grid is their cartesian product. Absent axes take the train/strategy value.
+    # Lists are grid axes (their cartesian product); absent axes take the train/strategy value. With
+    # algorithm random / optuna / bohb, the distribution axes are sampled: every cell of the grid (strategy x the
+    # other lists) gets num_samples configurations from its own searcher, each run with every seed.
+    algorithm: Literal[ALGORITHMS] = "grid"
+    num_samples: Optional[Annotated[Int, Field(gt=0, le=1_000_000)]] = None   # budget per strategy (grid cell)
+    # what searchers, ASHA and BOHB optimise: a validation number reported at every evaluation (val_score is
+    # train.metric on the validation curve; never the test split)
+    metric: Literal["val_score", "val_loss"] = "val_score"
+    mode: Optional[Literal["max", "min"]] = None     # default: max for val_score, min for val_loss
     strategy: Axis[Any] = None   # names, or {name:, params:} mappings
-    lr: Axis[Annotated[float, Field(gt=0, le=100.0), NUMBER]] = None
-    batch_size: Axis[Annotated[Int, Field(gt=0, le=65536)]] = None
-    scheduler: Axis[SCHEDULERS] = None
-    grad_clip: Axis[Optional[Annotated[float, Field(gt=0), NUMBER]]] = None
+    lr: Sampled[Annotated[float, Field(gt=0, le=100.0), NUMBER]] = None
+    batch_size: Sampled[Annotated[Int, Field(gt=0, le=65536)]] = None
+    scheduler: Sampled[SCHEDULERS] = None
+    grad_clip: Sampled[Optional[Annotated[float, Field(gt=0), NUMBER]]] = None
     seed: Axis[Annotated[Int, Field(ge=0)]] = None
-    weight_decay: Axis[Annotated[float, Field(ge=0, le=10), NUMBER]] = None
-    dropout: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
-    attention_dropout: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
-    label_smoothing: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
-    word_dropout: Axis[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
-    max_steps: Axis[Annotated[Int, Field(gt=0)]] = None
+    weight_decay: Sampled[Annotated[float, Field(ge=0, le=10), NUMBER]] = None
+    dropout: Sampled[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    attention_dropout: Sampled[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    label_smoothing: Sampled[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    word_dropout: Sampled[Annotated[float, Field(ge=0, lt=1), NUMBER]] = None
+    max_steps: Sampled[Annotated[Int, Field(gt=0)]] = None
     early_stopping: Section[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
+
+    @property
+    def sampled(self) -> dict[str, Distribution]:
+        """The distribution axes, in SAMPLED_AXES order."""
+        return {a: v for a in SAMPLED_AXES if isinstance(v := getattr(self, a), Distribution)}
+
+    @property
+    def search_mode(self) -> str:
+        return self.mode or ("min" if self.metric == "val_loss" else "max")
 
 
 @dataclass(frozen=True, config=SECTION)

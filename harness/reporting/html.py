@@ -108,9 +108,32 @@ def _figure(name: str, path: Path) -> str:
             f"<figcaption>{_e(CAPTIONS.get(name, name))}</figcaption></figure>")
 
 
+MAX_HTML_ROWS = 300   # a page stays readable at 10,000 trials: the best configurations per strategy, all in the CSV
+
+
+def _best_rows(rows: Sequence[dict], limit: int = MAX_HTML_ROWS) -> tuple[list[dict], str]:
+    """At most ``limit`` configuration rows: the best per strategy by validation score (sweep order kept), and the
+    note saying how many are left out (comparison.csv holds every one)."""
+    if len(rows) <= limit:
+        return list(rows), ""
+    by_strategy: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_strategy.setdefault(str(r.get("strategy")), []).append(i)
+    per = max(1, limit // max(1, len(by_strategy)))
+    keep = set()
+    for idx in by_strategy.values():
+        ranked = sorted(idx, key=lambda i: -(rows[i].get("val_score_mean") if rows[i].get("val_score_mean")
+                                               is not None else float("-inf")))
+        keep.update(ranked[:per])
+    shown = [r for i, r in enumerate(rows) if i in keep]
+    return shown, (f"<p class=\"muted\">Showing {len(shown):,} of {len(rows):,} configurations: the best {per} per "
+                   "strategy by validation score. comparison.csv holds every one.</p>")
+
+
 def render_html(t: Mapping[str, Any], figures: Mapping[str, Path] | None = None) -> str:
     """The whole page as a string, from :func:`harness.reporting.build_tables` output and {name: png path}."""
     counts = ", ".join(f"{n} {s}" for s, n in t["status_counts"].items() if n)
+    rows, note = _best_rows(t["rows"])
     parts = [f"<h1>freezebench: {_e(t['sweep'])}</h1>"]
     if t["selected_on_test"]:
         parts.append(f'<p class="warn"><b>Warning: {_e(OPTIMISTIC)}</b> ({t["n_selected_on_test"]} ok trials).</p>')
@@ -126,10 +149,14 @@ def render_html(t: Mapping[str, Any], figures: Mapping[str, Path] | None = None)
               _table(t["summary"], t["summary_columns"], kind="details", docs=t["column_definitions"],
                      metric=t["metric"]),
               "<h2>All configurations (one row per configuration, aggregated over seeds; val_ = validation, test_ = "
-              "test split)</h2>", _table(t["rows"], t["columns"], kind="rows", docs=t["column_definitions"])]
+              "test split)</h2>", note, _table(rows, t["columns"], kind="rows", docs=t["column_definitions"])]
     parts.append("<h2>Trials that did not finish ok</h2>")
     if t["problems"]:
-        parts.append(_table(t["problems"], ["trial_id", "strategy", "status", "step", "reason"]))
+        problems = t["problems"][:MAX_HTML_ROWS]
+        if len(t["problems"]) > len(problems):
+            parts.append(f'<p class="muted">The first {len(problems):,} of {len(t["problems"]):,} (all in '
+                         "comparison.json).</p>")
+        parts.append(_table(problems, ["trial_id", "strategy", "status", "step", "reason"]))
     else:
         parts.append("<p>None: every trial finished ok.</p>")
     parts += ['<h2 id="how-to-read">How to read this</h2>', *(f"<p>{p}</p>" for p in HOW_TO_READ), "<dl>",

@@ -32,8 +32,12 @@ def tune_experiment_dir(output_dir: str | Path, sweep: str) -> Path:
 
 
 def tune_record(output_dir: str | Path, sweep: str, trial_id: str) -> Path:
-    """Tune's JSON-lines record of one trial's reports (one line per ``tune.report``)."""
-    return tune_experiment_dir(output_dir, sweep) / trial_id / "result.json"
+    """Tune's JSON-lines record of one trial's reports (one line per ``tune.report``). A sampled search keeps one
+    Tune experiment per study (``_tune/<sweep>.<study>/``): its trials are found there."""
+    path = tune_experiment_dir(output_dir, sweep) / trial_id / "result.json"
+    if path.exists():
+        return path
+    return next(iter(sorted(path.parent.parent.glob(f"{sweep}.*/{trial_id}/result.json"))), path)
 
 
 def encode_result(result: dict) -> str:

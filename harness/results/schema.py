@@ -95,7 +95,10 @@ class TrialResult(TypedDict, total=False):
     strategy: str                      # label, e.g. top_k(k=2)
     strategy_name: str
     strategy_params: dict
-    hparams: dict                      # HPARAM_KEYS of the resolved train section
+    hparams: dict                      # HPARAM_KEYS of the resolved train section (sampled values too)
+    # a sampled search's trial: {algorithm, study, n (sample number in its study), values (what was sampled)};
+    # None on a grid. Its seeds share n; the table groups by strategy and hparams as for a grid
+    sample: Optional[dict]
     config: dict                       # the whole resolved TrialConfig
     params: Optional[ParamCounts]
     metric: MetricInfo
@@ -130,7 +133,8 @@ def _identity(trial: TrialConfig) -> TrialResult:
     return TrialResult(schema=RESULT_SCHEMA, sweep=trial.sweep, trial_id=trial.trial_id, index=trial.index,
                        config_hash=config_hash(trial), strategy=trial.strategy_label,
                        strategy_name=trial.strategy.name, strategy_params=dict(trial.strategy.params),
-                       hparams={k: getattr(trial.train, k) for k in HPARAM_KEYS}, config=trial.to_dict())
+                       hparams={k: getattr(trial.train, k) for k in HPARAM_KEYS}, config=trial.to_dict(),
+                       sample=trial.sample)
 
 
 def new_result(trial: TrialConfig) -> TrialResult:

@@ -320,8 +320,9 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
         run.result.update(status="diverged", reason=str(exc))
         log.warning("%s diverged: %s", cfg.trial_id, exc)
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        run.result.update(status="failed", reason=reason, traceback=traceback.format_exc(limit=20))
+        if not (isinstance(exc, SystemExit) and not exc.code):   # SystemExit(0): the runner stops or pauses the
+            reason = f"{type(exc).__name__}: {exc}"               # trial (ASHA, HyperBand): it stays "running"
+            run.result.update(status="failed", reason=reason, traceback=traceback.format_exc(limit=20))
         try:
             _finish(run, s)
         finally:

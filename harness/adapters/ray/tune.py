@@ -15,15 +15,30 @@ from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_
 from harness.adapters.shims import set_restored_tuner_callbacks
 from harness.adapters.wandb import TrialTracker, process_rank
 from harness.config import TrialConfig, config_hash, trial_from_dict
+from harness.config.search import sampled_trial
 from harness.results import failed_result, result_path, write_json_atomic
 from harness.results.recover import TUNE_KEY, encode_result, load_or_recover, tune_experiment_dir, tune_record
 from harness.train.distributed import workers_per_trial
 from harness.train.trial import run_trial
 
-__all__ = ["run_tune", "experiment_path", "finished_result", "stored_result", "finalize_results", "SEARCH_METRIC"]
+__all__ = ["run_tune", "experiment_path", "finished_result", "stored_result", "finalize_results", "SEARCH_METRIC",
+           "trial_of", "SAMPLE_KEY", "tune_config", "run_config"]
 
 log = logging.getLogger("freezebench.sweep")
 SEARCH_METRIC = "val_score"     # schedulers and searchers read the validation curve, never the test split
+SAMPLE_KEY = "__sample__"       # a sampled trial's sample number within its study (set by the search's Repeater)
+TRIAL_INDEX = "__trial_index__"   # ray.tune.search.repeater.TRIAL_INDEX: the repeat, i.e. which seed
+
+
+def trial_of(config: dict) -> TrialConfig:
+    """The TrialConfig of a Tune trial's config: a grid trial carries it whole (``trial``); a sampled one is its
+    study's template with the searcher's values, its sample number and the seed of its repeat."""
+    if "trial" in config:
+        return trial_from_dict(config["trial"])
+    study, n, repeat = config["study"], int(config[SAMPLE_KEY]), int(config[TRIAL_INDEX])
+    seeds = study["seeds"]
+    return sampled_trial(study["template"], study["label"], study["algorithm"], n, dict(config.get("values") or {}),
+                         seeds[repeat], index=study["index_base"] + n * len(seeds) + repeat)
 
 
 def stored_result(trial: TrialConfig, log=log.warning, reported: str | None = None) -> dict | None:
@@ -46,6 +61,21 @@ def finished_result(trial: TrialConfig, log=log.warning) -> dict | None:
     return None
 
 
+_SAMPLED_IDS: dict[tuple, str] = {}
+
+
+def trial_id_of(config: dict) -> str:
+    """The trial id alone (Tune asks for it several times per trial, on the driver: a sampled trial's id is built
+    and validated once)."""
+    grid = config.get("trial")
+    if grid:
+        return grid["trial_id"]
+    key = (config["study"]["label"], config[SAMPLE_KEY], config[TRIAL_INDEX], repr(sorted(config["values"].items())))
+    if key not in _SAMPLED_IDS:
+        _SAMPLED_IDS[key] = trial_of(config).trial_id
+    return _SAMPLED_IDS[key]
+
+
 def _final_report(trial: TrialConfig, result: dict) -> None:
     """The trial's last report: what the progress line shows (validation numbers: what schedulers and searchers
     may read; the test score is shown, never used), plus the whole result (:data:`TUNE_KEY`), which Tune keeps
@@ -55,6 +85,7 @@ def _final_report(trial: TrialConfig, result: dict) -> None:
     tune.report({**flat_metrics({"trial_id": trial.trial_id, "status": result["status"], "done": True,
                                  "step": test.get("step", last.get("step", 0)),
                                  "val_score": val.get("score", last.get("val_score")),
+                                 "val_loss": val.get("loss", last.get("val_loss")),
                                  "final_val_score": val.get("score"), "final_test_score": test.get("score")}),
                  TUNE_KEY: encode_result(result)})
 
@@ -62,7 +93,7 @@ def _final_report(trial: TrialConfig, result: dict) -> None:
 def _trainable(config: dict) -> None:
     """Runs inside a Ray worker. Thin: rebuild the TrialConfig, restore, run, report."""
     logging.basicConfig(level=config.get("log_level", "INFO"), format="%(asctime)s %(name)s: %(message)s")
-    trial = trial_from_dict(config["trial"])
+    trial = trial_of(config)
     done = finished_result(trial)
     if done is not None:
         logging.getLogger("freezebench.sweep").info("%s already finished; not rerun", trial.trial_id)
@@ -72,7 +103,8 @@ def _trainable(config: dict) -> None:
         _final_report(trial, run_data_parallel(trial, tokenized_path=config.get("tokenized_path"),
                                                log_level=config.get("log_level", "INFO")))
         return
-    restore = restore_candidates(tune.get_checkpoint(), experiment_path(trial) / trial.trial_id)
+    storage = Path(config.get("experiment_dir") or experiment_path(trial)) / trial.trial_id
+    restore = restore_candidates(tune.get_checkpoint(), storage)
     scratch = tempfile.mkdtemp(prefix=f"fb-{trial.trial_id[:40]}-")
     report = reporter(lambda row, ckpt_dir: tune.report(
         row, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None), trial.trial_id)
@@ -92,7 +124,10 @@ def finalize_results(trials: list[TrialConfig], grid, console=print) -> dict[str
     rebuilt from Tune's copy first. Nothing is dropped silently."""
     errors, reported = {}, {}
     for res in grid:
-        tid = (res.config or {}).get("trial", {}).get("trial_id") if res.config else None
+        try:
+            tid = trial_of(res.config).trial_id if res.config else None
+        except (KeyError, ValueError, TypeError):   # not one of ours (or a config Tune could not restore)
+            tid = None
         if tid and res.error is not None:
             errors[tid] = f"{type(res.error).__name__}: {str(res.error).strip().splitlines()[-1][:500]}"
         if tid and isinstance(getattr(res, "metrics", None), dict):
@@ -121,20 +156,46 @@ def experiment_path(trial: TrialConfig) -> Path:
     return tune_experiment_dir(trial.output.dir, trial.sweep)
 
 
+def tune_config(res, **kwargs) -> tune.TuneConfig:
+    """Trials named by their freezebench id (readable; also the folder name in Tune's storage). Actors are reused
+    between trials: a new trial then skips the worker's start-up and imports (seconds per trial; see
+    docs/performance.md, sweep_scale)."""
+    kwargs.setdefault("max_concurrent_trials", max_concurrent(res))
+    kwargs.setdefault("reuse_actors", True)
+    return tune.TuneConfig(trial_name_creator=lambda t: trial_id_of(t.config),
+                           trial_dirname_creator=lambda t: trial_id_of(t.config), **kwargs)
+
+
+def run_config(res, exp: Path, callbacks) -> tune.RunConfig:
+    return tune.RunConfig(name=exp.name, storage_path=str(exp.parent), verbose=0, callbacks=callbacks,
+                          failure_config=tune.FailureConfig(max_failures=res.max_failures),
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
+
+
+def asha(early_stopping: dict | None, max_t: int, metric: str = SEARCH_METRIC, mode: str = "max"):
+    if not (early_stopping and early_stopping.get("enabled")):
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="step", metric=metric, mode=mode, max_t=max_t,
+                         grace_period=early_stopping["grace_period"],
+                         reduction_factor=early_stopping["reduction_factor"])
+
+
 def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: bool, console=print,
-             scheduler=None, extra_callbacks=(), early_stopping: dict | None = None) -> tune.ResultGrid:
+             scheduler=None, extra_callbacks=(), early_stopping: dict | None = None, metric: str = SEARCH_METRIC,
+             mode: str = "max") -> tune.ResultGrid:
     first = trials[0]
     res = first.resources
     exp = experiment_path(first)
     trainable = tune.with_resources(_trainable, trial_resources(res))   # multi-worker: workers ask for their own
     finished = {t.trial_id: r for t in trials if (r := finished_result(t, console)) is not None} if resume else {}
-    callbacks = [ProgressCallback(trials, console=console, finished=finished), *extra_callbacks]
-    if scheduler is None and early_stopping and early_stopping.get("enabled"):
-        from ray.tune.schedulers import ASHAScheduler
-
-        scheduler = ASHAScheduler(time_attr="step", metric=SEARCH_METRIC, mode="max",
-                                  max_t=max(t.train.max_steps for t in trials), grace_period=early_stopping["grace_period"],
-                                  reduction_factor=early_stopping["reduction_factor"])
+    progress = ProgressCallback(len(trials), labels={t.trial_id: t.strategy_label for t in trials}, console=console,
+                                finished=finished, max_steps={t.trial_id: t.train.max_steps for t in trials},
+                                debug=first.logging.level == "debug", mode=mode)
+    callbacks = [progress, *extra_callbacks]
+    if scheduler is None:
+        scheduler = asha(early_stopping, max(t.train.max_steps for t in trials), metric, mode)
     if resume and tune.Tuner.can_restore(str(exp)):
         console(f"resuming sweep from {exp}")
         tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -142,16 +203,6 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     else:
         param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]),
                        "tokenized_path": tokenized_path, "log_level": first.logging.level.upper()}
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=max_concurrent(res), scheduler=scheduler,
-                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"]),
-            run_config=tune.RunConfig(
-                name=exp.name, storage_path=str(exp.parent), verbose=0, callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=res.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
-        )
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler),
+                           run_config=run_config(res, exp, callbacks))
     return tuner.fit()
