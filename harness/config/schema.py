@@ -139,6 +139,9 @@ class TrainConfig:
     seed: Annotated[Int, Field(ge=0)] = 0
     length_grouping: Bool = True                   # length-grouped batches inside shuffled mega-batches
     cache_frozen_prefix: Bool = False              # run a fully frozen bottom once in eval mode (opt-in)
+    # with the cache: compute the frozen-prefix features once per sweep on disk and memory-map them in every
+    # trial with the same prefix (same model, frozen depth, data, max length, precision); false: per trial
+    shared_prefix: Bool = True
     compile: Bool = False                          # torch.compile the model
     # a loss above this (or NaN/inf) ends the trial: diverged
     diverge_loss: Annotated[float, Field(gt=0), NUMBER] = 1e4
