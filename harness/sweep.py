@@ -130,12 +130,13 @@ def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: Swe
     from harness.adapters import wandb as wandb_adapter
     from harness.adapters.ray import finalize_results, init_ray, run_tune
     from harness.adapters.slurm.signals import EXIT_INTERRUPTED, graceful_stop
+    from harness.train.cost import schedule
 
     wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
     init_ray(args.address, cfg.resources.num_cpus)
     grid = None
     with graceful_stop(console=print) as stop:   # SIGTERM/SIGUSR1 (SLURM): Tune saves its state and returns
-        grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume,
+        grid = run_tune(schedule(trials), tokenized_path=tokenized, resume=args.resume,   # longest first
                         early_stopping=to_dict(cfg.search.early_stopping))
     if stop.interrupted(grid):
         print(f"interrupted ({stop.signal or 'stop signal'}): sweep state saved in {sweep_dir}; "
