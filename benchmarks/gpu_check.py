@@ -4,13 +4,9 @@ BERT-base-shaped random model (``model.arch: bert``), bf16, fixed-length sequenc
 {DeepSpeed ZeRO <stage>, torch autocast} × {full, freeze_attention}, each through the harness's own engine
 (:func:`harness.train.engines.make_engine`), ``--steps`` timed steps after ``--warmup`` untimed ones.
 
-Model FLOPs per step (T = batch × seq tokens, N = non-embedding parameters, L layers, h hidden, s seq):
-  forward                 2·N·T + 4·L·s·h·T          (linears; attention scores QKᵀ and the weighted sum)
-  backward, activations   2·N·T + 8·L·s·h·T          (input gradients of the linears; both operands of the
-                                                      attention matmuls are activations) — only through the
-                                                      layers at or above the lowest trainable parameter
-  backward, weights       2·N_trainable·T            (only trainable non-embedding parameters)
-Full fine-tuning gives the usual 6·N·T + 12·L·s·h·T. MFU = model FLOPs/s ÷ a bf16 matmul peak *measured* on the
+Model FLOPs per step: see :func:`model_flops` (per Linear, read off autograd; the pooler and classifier
+counted once per sequence, not per token). Full fine-tuning gives 6·N·T + 12·L·s·h·T with N the encoder's
+Linear weights (T = batch × seq tokens, L layers, h hidden, s seq), plus 6·N_head per sequence. MFU = model FLOPs/s ÷ a bf16 matmul peak *measured* on the
 same device (a large square ``torch.matmul``), so it is the fraction of what this GPU really sustains, not of
 the datasheet figure. ``--smoke`` runs tiny sizes on CPU (used by the tests).
 """
@@ -27,29 +23,27 @@ __all__ = ["model_flops", "matmul_peak", "run_config", "main"]
 
 
 def model_flops(model, seq: int, tokens: int) -> dict:
-    """Forward / backward / total FLOPs of one optimizer step over ``tokens`` tokens (see module docstring)."""
-    import strategies
+    """Forward / backward / total FLOPs of one optimizer step over ``tokens`` tokens in rows of ``seq``.
 
-    roles = strategies.param_roles(model)
+    Counted per Linear from what autograd really computes (``benchmarks.trial_throughput.linear_plan``, a hooked
+    forward with the strategy applied): forward 2·in·out per token (pooler and classifier per sequence: they
+    see one token each), backward 2·in·out for the input gradient where the Linear's input needs one and again
+    for the weight gradient where the weight trains; attention 4·h·s² per sequence and layer forward, and
+    again for each backward half (dP/dV, dQ/dK) that is needed. Cross-checked against
+    ``torch.utils.flop_counter.FlopCounterMode`` in tests/benchmarks/test_flops.py. Full fine-tuning of
+    BERT-base gives 6·N_enc·T + 6·N_head·T/s + 12·L·s·h·T (N: Linear weights only)."""
+    from benchmarks.trial_throughput import batch_flops, linear_plan
+
     params = dict(model.named_parameters())
-    cfg = model.config
-    layers, hidden = cfg.num_hidden_layers, cfg.hidden_size
-    nonembed = {n: i for n, i in roles.items() if "embeddings" not in i.roles}
-    n_all = sum(i.numel for i in nonembed.values())
-    n_train = sum(i.numel for n, i in nonembed.items() if params[n].requires_grad)
-    trainable_layers = [i.layer for n, i in roles.items() if params[n].requires_grad]
-    if any(params[n].requires_grad for n, i in roles.items() if "embeddings" in i.roles):
-        lowest = 0
-    else:
-        in_layers = [x for x in trainable_layers if x is not None]
-        lowest = min(in_layers) if in_layers else layers        # only the head trains: no encoder backward
-    below = [i.numel for n, i in nonembed.items() if i.layer is not None and i.layer < lowest]
-    n_backprop = n_all - sum(below)                             # linears the activation gradients cross
-    backprop_layers = layers - lowest
-    forward = 2 * n_all * tokens + 4 * layers * seq * hidden * tokens
-    backward = 2 * n_backprop * tokens + 8 * backprop_layers * seq * hidden * tokens + 2 * n_train * tokens
-    return {"forward": forward, "backward": backward, "total": forward + backward,
-            "nonembed_params": n_all, "trainable_nonembed_params": n_train}
+    trainable = frozenset(n for n, p in params.items() if p.requires_grad)
+    plan = linear_plan(model, trainable)
+    lengths = [seq] * (tokens // seq)
+    forward = batch_flops(plan, lengths, backward=False)
+    total = batch_flops(plan, lengths)
+    n_all = sum(x["in"] * x["out"] for x in plan["linears"])
+    n_train = sum(x["in"] * x["out"] for x in plan["linears"] if x["w_grad"])
+    return {"forward": forward, "backward": total - forward, "total": total,
+            "linear_params": n_all, "trainable_linear_params": n_train}
 
 
 def matmul_peak(device, size: int, iters: int = 20) -> float:
@@ -104,6 +98,8 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
     model = build_model(model_cfg, train)
     strategies.apply_trainable(model, strategies.trainable_names(model, strategy, {}))
     trainable, total = strategies.count_params(model)
+    tokens = args.batch_size * args.seq
+    flops = model_flops(model, args.seq, tokens)          # on the CPU copy (a hooked 2 x 8 forward)
     model.to(device).train()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -114,8 +110,6 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
     ids = torch.randint(1000, vocab, (args.batch_size, args.seq), generator=gen).to(device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "labels": torch.randint(0, 2, (args.batch_size,), generator=gen).to(device)}
-    tokens = args.batch_size * args.seq
-    flops = model_flops(engine.model, args.seq, tokens)
     times, losses = [], []
     try:
         for i in range(args.warmup + args.steps):

@@ -65,7 +65,9 @@ def linear_plan(model, trainable: frozenset[str]) -> dict:
                                                                                    out.requires_grad)))
              for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     try:
-        model(input_ids=torch.full((2, 8), 1000), attention_mask=torch.ones(2, 8, dtype=torch.int64))
+        device = next(model.parameters()).device
+        model(input_ids=torch.full((2, 8), 1000, device=device),
+              attention_mask=torch.ones(2, 8, dtype=torch.int64, device=device))
     finally:
         for h in hooks:
             h.remove()
