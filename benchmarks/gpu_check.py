@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-__all__ = ["model_flops", "matmul_peak", "run_config", "main"]
+__all__ = ["model_flops", "matmul_peak", "run_config", "mini_sweep", "mini_sweep_config", "main"]
 
 
 def model_flops(model, seq: int, tokens: int) -> dict:
@@ -140,6 +140,68 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
             "achieved_tflops": achieved / 1e12, "mfu": achieved / peak, "finite_loss": all(map(_finite, losses))}
 
 
+_WORDS = ("the film was good bad great awful plot actor scene story music long short slow fast funny dull "
+          "brilliant boring dark light ending start middle role voice camera cut").split()
+
+
+def _synthetic_reviews(path, n: int, words: int, seed: int = 0) -> None:
+    """A jsonl of ``n`` random reviews (``words`` words each, random labels): throughput needs no real data."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"text": " ".join(rng.choice(_WORDS) for _ in range(words)), "label": i % 2}) + "\n")
+
+
+def mini_sweep_config(args, folder: str, device: str) -> dict:
+    """The 12-trial one-GPU sweep: freeze_attention, 4 lr x 3 seeds, BERT-base shape (smoke: tiny), bf16,
+    ``--sweep-gpus-per-trial`` of the GPU each (several trials share it; run CUDA MPS for real concurrency)."""
+    on_gpu = device == "cuda"
+    return {
+        "name": "gpu-mini-sweep",
+        "model": {"arch": "bert", "overrides": args.overrides},
+        "data": {"source": f"{folder}/reviews.jsonl", "train_size": 1024 if not args.smoke else 64,
+                 "val_size": 64 if not args.smoke else 16, "test_size": 128 if not args.smoke else 16,
+                 "max_length": args.seq, "curve_eval_size": 32 if not args.smoke else 16,
+                 "cache_dir": f"{folder}/cache"},
+        "train": {"max_steps": args.sweep_steps, "eval_every": args.sweep_steps, "batch_size": args.batch_size,
+                  "precision": "bf16", "device": device, "eval_batch_size": 128,
+                  "pad_to_multiple_of": 64 if on_gpu else None},
+        "strategy": {"name": "freeze_attention"},
+        "search": {"lr": [1e-5, 2e-5, 5e-5, 1e-4], "seed": [0, 1, 2]},
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": args.sweep_gpus_per_trial if on_gpu else 0},
+        "logging": {"level": "warning", "wandb": {"mode": "disabled"}},
+        "output": {"dir": f"{folder}/results", "plots": False, "save_model": "none"},
+    }
+
+
+def mini_sweep(args, device: str, dry_run: bool = False) -> dict:
+    """Run the mini-sweep through ``python -m harness.sweep`` (Ray Tune, as a user would) and measure its
+    throughput: all trials' training samples over the sweep's wall time. ``dry_run``: plan only."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        _synthetic_reviews(Path(folder) / "reviews.jsonl", 1400 if not args.smoke else 120,
+                           args.seq if not args.smoke else 40)
+        cfg_path = Path(folder) / "sweep.yaml"
+        cfg_path.write_text(json.dumps(mini_sweep_config(args, folder, device)))   # JSON is YAML
+        cmd = [sys.executable, "-m", "harness.sweep", str(cfg_path)] + (["--dry-run"] if dry_run else [])
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"mini-sweep failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        results = [json.loads(p.read_text()) for p in Path(folder).glob("results/*/trials/*/result.json")]
+    samples = sum((r["throughput"] or {}).get("samples_per_s", 0) * r["timing"]["train_s"] for r in results
+                  if r.get("throughput") and r.get("timing"))
+    return {"trials": len(results), "wall_s": wall, "samples": samples,
+            "samples_per_s": samples / wall if results else None, "status": sorted({r["status"] for r in results}),
+            "plan": proc.stdout[-1500:] if dry_run else None}
+
+
 def _finite(x: float) -> bool:
     return x == x and abs(x) != float("inf")
 
@@ -155,12 +217,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backends", default="deepspeed,torch")
     p.add_argument("--strategies", default="full,freeze_attention")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.add_argument("--mini-sweep", action="store_true", help="also run the 12-trial one-GPU sweep (harness.sweep)")
+    p.add_argument("--sweep-steps", type=int, default=None, help="steps per mini-sweep trial (default 40; smoke: 2)")
+    p.add_argument("--sweep-gpus-per-trial", type=float, default=0.25,
+                   help="fraction of the GPU per mini-sweep trial (0.25: four at a time; use CUDA MPS)")
+    p.add_argument("--dry-run", action="store_true", help="with --mini-sweep: check its plan, train nothing")
     args = p.parse_args(argv)
     smoke = args.smoke
     args.batch_size = args.batch_size or (4 if smoke else 32)
     args.seq = args.seq or (32 if smoke else 256)
     args.steps = args.steps or (3 if smoke else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if smoke else 5)
+    args.sweep_steps = args.sweep_steps or (2 if smoke else 40)
     args.overrides = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
                       if smoke else {})     # {}: bert-base (12 layers, hidden 768, 12 heads, 3072)
     return args
@@ -185,7 +253,7 @@ def main(argv=None) -> int:
     print(f"model: bert{' (smoke: tiny)' if args.smoke else '-base'}, bf16, batch {args.batch_size} x seq "
           f"{args.seq}, {args.steps} timed steps after {args.warmup} warm-up")
     rows = []
-    for backend in args.backends.split(","):
+    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
         for strategy in args.strategies.split(","):
             t = time.perf_counter()
             row = run_config(backend, strategy, args, device, peak)
@@ -197,6 +265,15 @@ def main(argv=None) -> int:
                   f"trainable {row['trainable_params']:,}/{row['total_params']:,})", flush=True)
     report = {"device": name, "torch": torch.__version__, "peak_bf16_tflops": peak / 1e12,
               "args": {k: v for k, v in vars(args).items()}, "rows": rows}
+    if args.mini_sweep:
+        sweep = mini_sweep(args, device.type, dry_run=args.dry_run)
+        report["mini_sweep"] = sweep
+        if args.dry_run:
+            print(f"mini-sweep (dry run): plan checked\n{sweep['plan']}")
+        else:
+            print(f"mini-sweep: {sweep['trials']} trials ({', '.join(sweep['status'])}) in {sweep['wall_s']:.1f}s, "
+                  f"{sweep['samples_per_s']:.1f} training samples/s over the sweep's wall time "
+                  f"({args.sweep_gpus_per_trial:g} GPU per trial)", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

@@ -203,7 +203,8 @@ def _save_checkpoint(run: _Run, engine: Engine, stream) -> str:
 def _evaluate(run: _Run, s: _Setup, split: str, idx: np.ndarray) -> Evaluation:
     t = time.perf_counter()
     ev = evaluate(s.engine, s.data.split(split), split, idx, run.cfg.train.eval_batch_size, s.pad_id, s.device,
-                  run.cfg.model.num_labels, run.cfg.train.label_smoothing)
+                  run.cfg.model.num_labels, run.cfg.train.label_smoothing,
+                  pad_to_multiple_of=run.cfg.train.pad_to_multiple_of)
     if split == "test" and s.curve != "test":
         run.test_s += time.perf_counter() - t
     else:
@@ -236,7 +237,7 @@ def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generat
     for _ in range(tc.grad_accum):
         idx = next(stream)
         batch = collate_split(s.data.train, idx, s.pad_id, word_dropout=tc.word_dropout, generator=gen,
-                              keep_ids=s.special)
+                              keep_ids=s.special, pad_to_multiple_of=tc.pad_to_multiple_of)
         run.samples += len(idx)
         run.tokens += int(batch["n_tokens"])
         run.padded += int(batch["input_ids"].numel())

@@ -58,3 +58,20 @@ def test_smoke_run_on_cpu(tmp_path, capsys):
         assert 0 < r["mfu"] < 1 and r["peak_mem_mb"] > 0 and r["finite_loss"]
     fa = next(r for r in report["rows"] if r["strategy"] == "freeze_attention")
     assert fa["trainable_params"] < fa["total_params"]
+
+
+def test_gpu_check_script_parses_and_its_mini_sweep_plan_is_valid(tmp_path, capsys):
+    """The GPU run itself needs a GPU; here: the shell script parses, and the 12-trial mini-sweep's config passes
+    the sweep's own pre-flight (harness.sweep --dry-run) with the tiny sizes on CPU."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    assert subprocess.run(["bash", "-n", str(root / "benchmarks" / "gpu_check.sh")]).returncode == 0
+    out = tmp_path / "mini.json"
+    assert gpu_check.main(["--smoke", "--backends", "none", "--mini-sweep", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mini-sweep (dry run)" in text and "12 trials" in text
+    cfg = gpu_check.mini_sweep_config(gpu_check.parse_args([]), "/x", "cuda")
+    assert cfg["resources"]["gpus_per_trial"] == 0.25 and cfg["train"]["pad_to_multiple_of"] == 64
+    assert len(cfg["search"]["lr"]) * len(cfg["search"]["seed"]) == 12
