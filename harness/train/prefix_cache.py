@@ -50,7 +50,8 @@ from harness.config import ConfigError
 from strategies import SUPPORTED_TYPES, UnmappedParameterError, arch_for, frozen_prefix_layers, num_layers, param_roles
 
 __all__ = ["KEY", "SHARED_KEY", "CachePlan", "check_config", "plan", "PrefixCache", "for_trial", "SharedPrefix",
-           "MappedSplit", "prefix_key", "shared_root", "share_for_trial", "COMPUTED_LOG"]
+           "MappedSplit", "prefix_key", "shared_root", "share_for_trial", "shares_train",
+           "COMPUTED_LOG"]
 
 KEY = "train.cache_frozen_prefix"
 
@@ -399,14 +400,25 @@ def shared_root(cfg: Any) -> Path:
     return Path(cfg.output.dir) / cfg.sweep / SHARED_DIR
 
 
+def shares_train(n_train: int, visits: int) -> bool:
+    """Whether to share the training split (compute all of it once) rather than fill it lazily per trial: when
+    the trial itself visits at least half as many reviews as there are (``visits`` = steps × batch × accum),
+    computing the whole split costs it at most 2× its own fills and every other trial gets them free. A short
+    run over a big training set (the quickstart: 1,920 visits of 15,000 reviews) keeps the lazy per-trial fill
+    for training; its evaluation splits are shared either way (every trial evaluates the same reviews)."""
+    return n_train <= 2 * visits
+
+
 def share_for_trial(cfg: Any, cache: PrefixCache, model: nn.Module, data: Any, batches, autocast) -> dict:
-    """With ``train.shared_prefix`` (default), serve the trial's cache from the sweep's store: every split of
-    ``data`` (TokenizedData) computed once per sweep and memory-mapped by every trial with the same prefix.
-    Returns what happened (the key, the splits this trial computed)."""
+    """With ``train.shared_prefix`` (default), serve the trial's cache from the sweep's store: the evaluation
+    splits, and the training split where :func:`shares_train`, computed once per sweep and memory-mapped by
+    every trial with the same prefix. Returns what happened (the key, the splits this trial computed)."""
     if not getattr(cfg.train, "shared_prefix", False):
         return {"shared": False}
     key = prefix_key(model, cache.trainable, cache.plan, data.key, cache.dtype)
-    splits = {name: data.split(name) for name in ("train", "val", "test") if len(data.split(name))}
-    computed = cache.share(SharedPrefix(shared_root(cfg), key), model, splits, batches,
+    visits = cfg.train.max_steps * cfg.train.batch_size * cfg.train.grad_accum
+    names = [n for n in ("train", "val", "test") if len(data.split(n))
+             and (n != "train" or shares_train(len(data.train), visits))]
+    computed = cache.share(SharedPrefix(shared_root(cfg), key), model, {n: data.split(n) for n in names}, batches,
                            cfg.train.eval_batch_size, autocast)
-    return {"shared": True, "key": key, "computed": computed}
+    return {"shared": True, "key": key, "splits": names, "computed": computed}

@@ -134,3 +134,8 @@ def test_two_processes_fill_one_store_once(tmp_path):
     assert len(outs[0]["rows"]["train"]) == 40 and len(outs[0]["rows"]["test"]) == 9
     (key_dir,) = [p for p in store.iterdir() if p.is_dir()]
     assert sorted(p.name for p in key_dir.iterdir()) == [".lock", "test", "train"]   # no temporary left
+
+
+def test_training_split_is_shared_only_where_it_pays():
+    assert prefix_cache.shares_train(64, 128) and prefix_cache.shares_train(3840, 1920)
+    assert not prefix_cache.shares_train(15_000, 120 * 16)      # the quickstart: lazy per-trial training fills
