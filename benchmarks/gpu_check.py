@@ -4,13 +4,9 @@ BERT-base-shaped random model (``model.arch: bert``), bf16, fixed-length sequenc
 {DeepSpeed ZeRO <stage>, torch autocast} × {full, freeze_attention}, each through the harness's own engine
 (:func:`harness.train.engines.make_engine`), ``--steps`` timed steps after ``--warmup`` untimed ones.
 
-Model FLOPs per step (T = batch × seq tokens, N = non-embedding parameters, L layers, h hidden, s seq):
-  forward                 2·N·T + 4·L·s·h·T          (linears; attention scores QKᵀ and the weighted sum)
-  backward, activations   2·N·T + 8·L·s·h·T          (input gradients of the linears; both operands of the
-                                                      attention matmuls are activations) — only through the
-                                                      layers at or above the lowest trainable parameter
-  backward, weights       2·N_trainable·T            (only trainable non-embedding parameters)
-Full fine-tuning gives the usual 6·N·T + 12·L·s·h·T. MFU = model FLOPs/s ÷ a bf16 matmul peak *measured* on the
+Model FLOPs per step: see :func:`model_flops` (per Linear, read off autograd; the pooler and classifier
+counted once per sequence, not per token). Full fine-tuning gives 6·N·T + 12·L·s·h·T with N the encoder's
+Linear weights (T = batch × seq tokens, L layers, h hidden, s seq), plus 6·N_head per sequence. MFU = model FLOPs/s ÷ a bf16 matmul peak *measured* on the
 same device (a large square ``torch.matmul``), so it is the fraction of what this GPU really sustains, not of
 the datasheet figure. ``--smoke`` runs tiny sizes on CPU (used by the tests).
 """
@@ -23,33 +19,31 @@ import os
 import sys
 import time
 
-__all__ = ["model_flops", "matmul_peak", "run_config", "main"]
+__all__ = ["model_flops", "matmul_peak", "run_config", "mini_sweep", "mini_sweep_config", "main"]
 
 
 def model_flops(model, seq: int, tokens: int) -> dict:
-    """Forward / backward / total FLOPs of one optimizer step over ``tokens`` tokens (see module docstring)."""
-    import strategies
+    """Forward / backward / total FLOPs of one optimizer step over ``tokens`` tokens in rows of ``seq``.
 
-    roles = strategies.param_roles(model)
+    Counted per Linear from what autograd really computes (``benchmarks.trial_throughput.linear_plan``, a hooked
+    forward with the strategy applied): forward 2·in·out per token (pooler and classifier per sequence: they
+    see one token each), backward 2·in·out for the input gradient where the Linear's input needs one and again
+    for the weight gradient where the weight trains; attention 4·h·s² per sequence and layer forward, and
+    again for each backward half (dP/dV, dQ/dK) that is needed. Cross-checked against
+    ``torch.utils.flop_counter.FlopCounterMode`` in tests/benchmarks/test_flops.py. Full fine-tuning of
+    BERT-base gives 6·N_enc·T + 6·N_head·T/s + 12·L·s·h·T (N: Linear weights only)."""
+    from benchmarks.trial_throughput import batch_flops, linear_plan
+
     params = dict(model.named_parameters())
-    cfg = model.config
-    layers, hidden = cfg.num_hidden_layers, cfg.hidden_size
-    nonembed = {n: i for n, i in roles.items() if "embeddings" not in i.roles}
-    n_all = sum(i.numel for i in nonembed.values())
-    n_train = sum(i.numel for n, i in nonembed.items() if params[n].requires_grad)
-    trainable_layers = [i.layer for n, i in roles.items() if params[n].requires_grad]
-    if any(params[n].requires_grad for n, i in roles.items() if "embeddings" in i.roles):
-        lowest = 0
-    else:
-        in_layers = [x for x in trainable_layers if x is not None]
-        lowest = min(in_layers) if in_layers else layers        # only the head trains: no encoder backward
-    below = [i.numel for n, i in nonembed.items() if i.layer is not None and i.layer < lowest]
-    n_backprop = n_all - sum(below)                             # linears the activation gradients cross
-    backprop_layers = layers - lowest
-    forward = 2 * n_all * tokens + 4 * layers * seq * hidden * tokens
-    backward = 2 * n_backprop * tokens + 8 * backprop_layers * seq * hidden * tokens + 2 * n_train * tokens
-    return {"forward": forward, "backward": backward, "total": forward + backward,
-            "nonembed_params": n_all, "trainable_nonembed_params": n_train}
+    trainable = frozenset(n for n, p in params.items() if p.requires_grad)
+    plan = linear_plan(model, trainable)
+    lengths = [seq] * (tokens // seq)
+    forward = batch_flops(plan, lengths, backward=False)
+    total = batch_flops(plan, lengths)
+    n_all = sum(x["in"] * x["out"] for x in plan["linears"])
+    n_train = sum(x["in"] * x["out"] for x in plan["linears"] if x["w_grad"])
+    return {"forward": forward, "backward": total - forward, "total": total,
+            "linear_params": n_all, "trainable_linear_params": n_train}
 
 
 def matmul_peak(device, size: int, iters: int = 20) -> float:
@@ -104,6 +98,8 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
     model = build_model(model_cfg, train)
     strategies.apply_trainable(model, strategies.trainable_names(model, strategy, {}))
     trainable, total = strategies.count_params(model)
+    tokens = args.batch_size * args.seq
+    flops = model_flops(model, args.seq, tokens)          # on the CPU copy (a hooked 2 x 8 forward)
     model.to(device).train()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -114,8 +110,6 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
     ids = torch.randint(1000, vocab, (args.batch_size, args.seq), generator=gen).to(device)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "labels": torch.randint(0, 2, (args.batch_size,), generator=gen).to(device)}
-    tokens = args.batch_size * args.seq
-    flops = model_flops(engine.model, args.seq, tokens)
     times, losses = [], []
     try:
         for i in range(args.warmup + args.steps):
@@ -146,6 +140,68 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
             "achieved_tflops": achieved / 1e12, "mfu": achieved / peak, "finite_loss": all(map(_finite, losses))}
 
 
+_WORDS = ("the film was good bad great awful plot actor scene story music long short slow fast funny dull "
+          "brilliant boring dark light ending start middle role voice camera cut").split()
+
+
+def _synthetic_reviews(path, n: int, words: int, seed: int = 0) -> None:
+    """A jsonl of ``n`` random reviews (``words`` words each, random labels): throughput needs no real data."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"text": " ".join(rng.choice(_WORDS) for _ in range(words)), "label": i % 2}) + "\n")
+
+
+def mini_sweep_config(args, folder: str, device: str) -> dict:
+    """The 12-trial one-GPU sweep: freeze_attention, 4 lr x 3 seeds, BERT-base shape (smoke: tiny), bf16,
+    ``--sweep-gpus-per-trial`` of the GPU each (several trials share it; run CUDA MPS for real concurrency)."""
+    on_gpu = device == "cuda"
+    return {
+        "name": "gpu-mini-sweep",
+        "model": {"arch": "bert", "overrides": args.overrides},
+        "data": {"source": f"{folder}/reviews.jsonl", "train_size": 1024 if not args.smoke else 64,
+                 "val_size": 64 if not args.smoke else 16, "test_size": 128 if not args.smoke else 16,
+                 "max_length": args.seq, "curve_eval_size": 32 if not args.smoke else 16,
+                 "cache_dir": f"{folder}/cache"},
+        "train": {"max_steps": args.sweep_steps, "eval_every": args.sweep_steps, "batch_size": args.batch_size,
+                  "precision": "bf16", "device": device, "eval_batch_size": 128,
+                  "pad_to_multiple_of": 64 if on_gpu else None},
+        "strategy": {"name": "freeze_attention"},
+        "search": {"lr": [1e-5, 2e-5, 5e-5, 1e-4], "seed": [0, 1, 2]},
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": args.sweep_gpus_per_trial if on_gpu else 0},
+        "logging": {"level": "warning", "wandb": {"mode": "disabled"}},
+        "output": {"dir": f"{folder}/results", "plots": False, "save_model": "none"},
+    }
+
+
+def mini_sweep(args, device: str, dry_run: bool = False) -> dict:
+    """Run the mini-sweep through ``python -m harness.sweep`` (Ray Tune, as a user would) and measure its
+    throughput: all trials' training samples over the sweep's wall time. ``dry_run``: plan only."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        _synthetic_reviews(Path(folder) / "reviews.jsonl", 1400 if not args.smoke else 120,
+                           args.seq if not args.smoke else 40)
+        cfg_path = Path(folder) / "sweep.yaml"
+        cfg_path.write_text(json.dumps(mini_sweep_config(args, folder, device)))   # JSON is YAML
+        cmd = [sys.executable, "-m", "harness.sweep", str(cfg_path)] + (["--dry-run"] if dry_run else [])
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"mini-sweep failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        results = [json.loads(p.read_text()) for p in Path(folder).glob("results/*/trials/*/result.json")]
+    samples = sum((r["throughput"] or {}).get("samples_per_s", 0) * r["timing"]["train_s"] for r in results
+                  if r.get("throughput") and r.get("timing"))
+    return {"trials": len(results), "wall_s": wall, "samples": samples,
+            "samples_per_s": samples / wall if results else None, "status": sorted({r["status"] for r in results}),
+            "plan": proc.stdout[-1500:] if dry_run else None}
+
+
 def _finite(x: float) -> bool:
     return x == x and abs(x) != float("inf")
 
@@ -161,12 +217,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backends", default="deepspeed,torch")
     p.add_argument("--strategies", default="full,freeze_attention")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.add_argument("--mini-sweep", action="store_true", help="also run the 12-trial one-GPU sweep (harness.sweep)")
+    p.add_argument("--sweep-steps", type=int, default=None, help="steps per mini-sweep trial (default 40; smoke: 2)")
+    p.add_argument("--sweep-gpus-per-trial", type=float, default=0.25,
+                   help="fraction of the GPU per mini-sweep trial (0.25: four at a time; use CUDA MPS)")
+    p.add_argument("--dry-run", action="store_true", help="with --mini-sweep: check its plan, train nothing")
     args = p.parse_args(argv)
     smoke = args.smoke
     args.batch_size = args.batch_size or (4 if smoke else 32)
     args.seq = args.seq or (32 if smoke else 256)
     args.steps = args.steps or (3 if smoke else 20)
     args.warmup = args.warmup if args.warmup is not None else (1 if smoke else 5)
+    args.sweep_steps = args.sweep_steps or (2 if smoke else 40)
     args.overrides = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
                       if smoke else {})     # {}: bert-base (12 layers, hidden 768, 12 heads, 3072)
     return args
@@ -191,7 +253,7 @@ def main(argv=None) -> int:
     print(f"model: bert{' (smoke: tiny)' if args.smoke else '-base'}, bf16, batch {args.batch_size} x seq "
           f"{args.seq}, {args.steps} timed steps after {args.warmup} warm-up")
     rows = []
-    for backend in args.backends.split(","):
+    for backend in [b for b in args.backends.split(",") if b and b != "none"]:
         for strategy in args.strategies.split(","):
             t = time.perf_counter()
             row = run_config(backend, strategy, args, device, peak)
@@ -203,6 +265,15 @@ def main(argv=None) -> int:
                   f"trainable {row['trainable_params']:,}/{row['total_params']:,})", flush=True)
     report = {"device": name, "torch": torch.__version__, "peak_bf16_tflops": peak / 1e12,
               "args": {k: v for k, v in vars(args).items()}, "rows": rows}
+    if args.mini_sweep:
+        sweep = mini_sweep(args, device.type, dry_run=args.dry_run)
+        report["mini_sweep"] = sweep
+        if args.dry_run:
+            print(f"mini-sweep (dry run): plan checked\n{sweep['plan']}")
+        else:
+            print(f"mini-sweep: {sweep['trials']} trials ({', '.join(sweep['status'])}) in {sweep['wall_s']:.1f}s, "
+                  f"{sweep['samples_per_s']:.1f} training samples/s over the sweep's wall time "
+                  f"({args.sweep_gpus_per_trial:g} GPU per trial)", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

@@ -65,7 +65,9 @@ def linear_plan(model, trainable: frozenset[str]) -> dict:
                                                                                    out.requires_grad)))
              for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     try:
-        model(input_ids=torch.full((2, 8), 1000), attention_mask=torch.ones(2, 8, dtype=torch.int64))
+        device = next(model.parameters()).device
+        model(input_ids=torch.full((2, 8), 1000, device=device),
+              attention_mask=torch.ones(2, 8, dtype=torch.int64, device=device))
     finally:
         for h in hooks:
             h.remove()
@@ -129,7 +131,9 @@ def matmul_peak(threads: int, size: int = 4096, iters: int = 6) -> float:
 
 # ------------------------------------------------------------------------------------------------ jobs
 def _data_cfg(data: str, train_size: int, eval_size: int) -> dict:
-    return {"source": data, "train_size": train_size, "eval_size": eval_size, "max_length": MAX_LENGTH, "seed": 0}
+    """``eval_size`` test reviews (the accuracy column) and a small validation set (the curve)."""
+    return {"source": data, "train_size": train_size, "val_size": min(64, eval_size), "test_size": eval_size,
+            "max_length": MAX_LENGTH, "seed": 0}
 
 
 def _trial_dict(spec: dict, out_dir: str) -> dict:
@@ -176,7 +180,8 @@ def _child_harness(spec: dict) -> dict:
     return {"status": res["status"], "train_s": train_s, "wall_s": wall, "train_cpu_s": cpu[0],
             "samples": round(res["throughput"]["samples_per_s"] * train_s),
             "tokens": round(res["throughput"]["tokens_per_s"] * train_s),
-            "accuracy": res["final"]["eval_accuracy"], "eval_size": res["final"]["eval_size"],
+            "accuracy": res["test"]["metrics"]["accuracy"], "eval_size": res["test"]["size"],
+            "timing": res["timing"],
             "cache": made[0].stats if made and made[0] is not None else None}
 
 

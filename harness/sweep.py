@@ -145,6 +145,7 @@ def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: Swe
     from harness.adapters.ray import finalize_results, init_ray, run_tune
     from harness.adapters.ray.search import realised_trials, run_search, set_aside_unplanned
     from harness.adapters.slurm.signals import EXIT_INTERRUPTED, graceful_stop
+    from harness.train.cost import schedule
 
     wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
     init_ray(args.address, cfg.resources.num_cpus)
@@ -153,7 +154,8 @@ def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: Swe
         search = dict(metric=cfg.search.metric, mode=cfg.search.search_mode,
                       early_stopping=to_dict(cfg.search.early_stopping))
         if plan is None:
-            grid = run_tune(trials, tokenized_path=tokenized, resume=args.resume, **search)
+            grid = run_tune(schedule(trials), tokenized_path=tokenized, resume=args.resume,  # longest first
+                            **search)
         else:   # one searcher per strategy, the same budget each
             grid = run_search(plan, tokenized_path=tokenized, resume=args.resume,
                               keep_going=lambda: not stop.requested, **search)

@@ -138,7 +138,13 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: Annotated[Int, Field(ge=0)] = 0
     length_grouping: Bool = True                   # length-grouped batches inside shuffled mega-batches
+    # pad every batch's width up to a multiple of this (GPU tensor cores like 8/64; fewer shapes for CUDA
+    # graphs and torch.compile); null: to the longest review of the batch
+    pad_to_multiple_of: Optional[Annotated[Int, Field(gt=0, le=4096)]] = None
     cache_frozen_prefix: Bool = False              # run a fully frozen bottom once in eval mode (opt-in)
+    # with the cache: compute the frozen-prefix features once per sweep on disk and memory-map them in every
+    # trial with the same prefix (same model, frozen depth, data, max length, precision); false: per trial
+    shared_prefix: Bool = True
     compile: Bool = False                          # torch.compile the model
     # a loss above this (or NaN/inf) ends the trial: diverged
     diverge_loss: Annotated[float, Field(gt=0), NUMBER] = 1e4

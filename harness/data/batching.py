@@ -81,8 +81,10 @@ def _kept(ids: torch.Tensor, rand: torch.Tensor, p: float, keep: torch.Tensor) -
 
 def collate(seqs: list[np.ndarray], labels: Sequence[int] | np.ndarray, pad_id: int, *,
             word_dropout: float = 0.0, generator: torch.Generator | None = None,
-            keep_ids: Collection[int] = frozenset(), type_ids: list[np.ndarray] | None = None) -> dict:
-    """Pad ``seqs`` to the longest in the batch: ``input_ids``, ``attention_mask``, ``labels`` (int64 class ids,
+            keep_ids: Collection[int] = frozenset(), type_ids: list[np.ndarray] | None = None,
+            pad_to_multiple_of: int | None = None) -> dict:
+    """Pad ``seqs`` to the longest in the batch (rounded up to ``pad_to_multiple_of``: tensor-core-friendly
+    widths, and fewer distinct shapes for CUDA graphs / compile; the mask keeps the answer unchanged): ``input_ids``, ``attention_mask``, ``labels`` (int64 class ids,
     or float32 values for float labels), ``n_tokens``, and ``token_type_ids`` when ``type_ids`` are given
     (sentence pairs; padded with 0).
 
@@ -98,6 +100,8 @@ def collate(seqs: list[np.ndarray], labels: Sequence[int] | np.ndarray, pad_id: 
         tensors = [t[m] for t, m in zip(tensors, masks)]
         types = None if types is None else [t[m] for t, m in zip(types, masks)]
     width = max((len(t) for t in tensors), default=0)
+    if pad_to_multiple_of and width % pad_to_multiple_of:
+        width += pad_to_multiple_of - width % pad_to_multiple_of
     input_ids = torch.full((len(tensors), width), pad_id, dtype=torch.int64)
     attention_mask = torch.zeros((len(tensors), width), dtype=torch.int64)
     for row, t in enumerate(tensors):

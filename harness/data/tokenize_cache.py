@@ -189,11 +189,41 @@ def _unflatten(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return np.split(flat, offsets[1:-1]) if len(offsets) > 1 else []
 
 
-def load(path: str | Path) -> TokenizedData:
-    """Read a cache file written by :func:`prepare` (no pickle)."""
+def _mapped(path: Path) -> dict[str, np.ndarray]:
+    """Memory-map each array stored (uncompressed, as ``np.savez`` writes them) in the ``.npz`` at ``path``:
+    every trial process then shares the page cache's one copy instead of reading its own. numpy maps ``.npy``
+    files but not members of an ``.npz``, so the member's data offset is found here from the zip's local header
+    (30 bytes + name + extra field) and numpy's own ``.npy`` header reader. Copy-on-write pages: the arrays are
+    writable views (torch asks for that) that never change the file."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                continue
+            fh.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                    + int.from_bytes(local[28:30], "little"))
+            version = np.lib.format.read_magic(fh)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(fh))
+            if dtype.hasobject or not shape or 0 in shape:
+                continue
+            out[info.filename[:-4]] = np.memmap(path, dtype=dtype, mode="c", offset=fh.tell(), shape=shape,
+                                                order="F" if fortran else "C")
+    return out
+
+
+def load(path: str | Path, mmap: bool = True) -> TokenizedData:
+    """Read a cache file written by :func:`prepare` (no pickle); ``mmap``: map its arrays instead of copying
+    them (see :func:`_mapped`; members it cannot map are read)."""
+    mapped = _mapped(Path(path)) if mmap else {}
     with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        splits = [TokenizedSplit(_unflatten(z[f"{s}_ids"], z[f"{s}_offsets"]), z[f"{s}_labels"],
-                                 _unflatten(z[f"{s}_types"], z[f"{s}_offsets"]) if f"{s}_types" in z.files else None)
-                  for s in SPLITS]
+        arrays = {name: mapped[name] if name in mapped else z[name] for name in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    splits = [TokenizedSplit(_unflatten(arrays[f"{s}_ids"], arrays[f"{s}_offsets"]), arrays[f"{s}_labels"],
+                             _unflatten(arrays[f"{s}_types"], arrays[f"{s}_offsets"]) if f"{s}_types" in arrays else None)
+              for s in SPLITS]
     return TokenizedData(*splits, meta["key"], meta)

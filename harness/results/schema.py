@@ -25,7 +25,7 @@ from harness.results.env import environment
 from harness.results.store import read_json
 
 __all__ = ["RESULT_SCHEMA", "SCHEMAS", "HPARAM_KEYS", "STATUSES", "TrialResult", "HistoryRow", "ParamCounts",
-           "EvalRecord", "MetricInfo", "new_result", "failed_result", "upgrade", "load_result", "load_results",
+           "EvalRecord", "MetricInfo", "Timing", "TIMING_KEYS", "new_result", "failed_result", "upgrade", "load_result", "load_results",
            "now", "ResultSchemaError", "PREDICTIONS_FILE"]
 
 RESULT_SCHEMA = "freezebench.trial/2"
@@ -82,6 +82,28 @@ class EvalRecord(TypedDict, total=False):
     size: int
 
 
+class Timing(TypedDict, total=False):
+    """Where a trial's wall time went (``timing``), seconds. ``wall_s`` is the whole trial; ``setup_s`` its set-up,
+    of which ``data_load_s`` (tokenizer and tokenized cache), ``model_load_s`` (weights, strategy, engine) and
+    ``prefix_s`` (the shared frozen-prefix features: computed, or waited for and memory-mapped); then
+    ``train_s`` (optimizer steps), ``eval_s`` (the validation curve and the whole validation set), ``test_s``
+    (the test split, once), ``checkpoint_s`` and ``write_s`` (result.json, predictions, weights)."""
+
+    wall_s: float
+    setup_s: float
+    data_load_s: float
+    model_load_s: float
+    prefix_s: float
+    train_s: float
+    eval_s: float
+    test_s: float
+    checkpoint_s: float
+    write_s: float
+
+
+TIMING_KEYS = tuple(Timing.__annotations__)
+
+
 class TrialResult(TypedDict, total=False):
     """``results/<sweep>/trials/<trial id>/result.json``."""
 
@@ -111,7 +133,7 @@ class TrialResult(TypedDict, total=False):
     best: Optional[dict]               # {"score", "step"}: the best evaluation of the validation curve
     model_dir: Optional[str]           # the saved Hugging Face folder (output.save_model)
     throughput: Optional[dict]
-    timing: Optional[dict]
+    timing: Optional[Timing]
     memory: Optional[dict]
     skipped_steps: int
     resumed_from_step: Optional[int]

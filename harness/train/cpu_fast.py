@@ -15,8 +15,8 @@ and scaled by 1 / (1 - p); seeded by torch's generator) and makes it cheap:
   scale uses the same value, so the expectation is exact);
 * :class:`FastDropout` replaces ``nn.Dropout`` modules (no parameters: names and checkpoints unchanged);
 * :func:`attention` is registered with Hugging Face as ``"freezebench_sdpa"``: without dropout (eval, p = 0,
-  no grad) it *is* ``sdpa``; with dropout it runs scores -> softmax -> dropout -> values in fp32, in L2-sized
-  chunks of (batch x heads), with a hand-written backward that keeps the softmax and the int16 uniforms.
+  no grad) it *is* ``sdpa``; with dropout it runs scores -> softmax -> dropout -> values (GEMMs in bf16 under bf16
+  autocast, softmax in fp32), in L2-sized chunks of (batch x heads), with a hand-written backward that keeps the softmax and the int16 uniforms.
 
 Only CPU tensors take these paths; anything else goes to the stock implementation. The masks are drawn
 from a different stream than ``bernoulli_``'s, so a run is reproducible but not bit-identical to one made
@@ -143,7 +143,8 @@ def _run_chunks(n: int, step: int, work) -> None:
 
 
 class _Attention(torch.autograd.Function):
-    """softmax(q k^T * scale + bias) -> dropout -> @ v in fp32, over (batch x heads) chunks of ~L2 size.
+    """softmax(q k^T * scale + bias) -> dropout -> @ v over (batch x heads) chunks of ~L2 size: GEMMs in the
+    operands' precision (bf16 under bf16 autocast, else fp32), softmax and gradient arithmetic in fp32.
 
     ``bias`` is additive and broadcasts to (B, heads, Lq, Lk) (key padding: (B, 1, 1, Lk), -inf = masked).
     ``uniforms`` (int16, (B, heads, Lq, Lk)) decide the mask: kept where ``>= _threshold(p)``; None: no dropout.
@@ -158,55 +159,61 @@ class _Attention(torch.autograd.Function):
             lk, n = k.shape[2], b * h
             thr = _threshold(p)
             keep_scale = 1.0 / (1.0 - effective_p(p))
-            qf = (q.float() * scale).reshape(n, lq, d)
-            kt = k.float().reshape(n, lk, d).transpose(1, 2)
-            vf = (v.float() * keep_scale).reshape(n, lk, d)
+            # bf16 operands (what autocast hands over): the four GEMMs run in bf16 (~3x the fp32 GEMM here), the
+            # softmax, its saved probabilities and the gradient arithmetic stay fp32
+            gemm = torch.bfloat16 if q.dtype == torch.bfloat16 else torch.float32
+            qf = (q.float() * scale).to(gemm).reshape(n, lq, d)
+            kt = k.to(gemm).reshape(n, lk, d).transpose(1, 2)
+            vf = (v.float() * keep_scale).to(gemm).reshape(n, lk, d)
             if bias is not None:
                 bias = bias.expand(b, h, bias.shape[2], lk).reshape(n, bias.shape[2], lk)
             u = None if uniforms is None else uniforms.view(n, lq, lk)
             probs = torch.empty((n, lq, lk), dtype=torch.float32)
-            out = torch.empty((n, lq, d), dtype=torch.float32)
+            out = torch.empty((n, lq, d), dtype=gemm)
             step = max(1, _CHUNK_ELEMENTS // (lq * lk))
 
             def work(i, j):
                 s = torch.bmm(qf[i:j], kt[i:j])
                 if bias is not None:
                     s.add_(bias[i:j])
-                pr = torch.softmax(s, -1, out=probs[i:j])
-                if u is not None:
-                    pr = pr * torch.ge(u[i:j], thr, out=torch.empty_like(pr))
-                torch.bmm(pr, vf[i:j], out=out[i:j])
+                pr = torch.softmax(s, -1, dtype=torch.float32, out=probs[i:j])
+                keep = None if u is None else torch.ge(u[i:j], thr, out=torch.empty(pr.shape, dtype=gemm))
+                torch.bmm(pr.to(gemm) if keep is None else torch.mul(pr, keep, out=torch.empty(pr.shape, dtype=gemm)),
+                          vf[i:j], out=out[i:j])
 
             _run_chunks(n, step, work)
         ctx.save_for_backward(q, k, v, uniforms, probs, out)
-        ctx.scale, ctx.keep_scale, ctx.step, ctx.thr = scale, keep_scale, step, thr
+        ctx.scale, ctx.keep_scale, ctx.step, ctx.thr, ctx.gemm = scale, keep_scale, step, thr, gemm
         return out.view(b, h, lq, d).to(q.dtype)
 
     @staticmethod
     def backward(ctx, d_out):
         q, k, v, uniforms, probs, out = ctx.saved_tensors
+        gemm = ctx.gemm
         with torch.autocast("cpu", enabled=False):
             b, h, lq, d = q.shape
             lk, n = k.shape[2], b * h
-            go = d_out.float().reshape(n, lq, d)
-            delta = (go * out).sum(-1, keepdim=True)          # rowsum(dP * P) = rowsum(dO * O)
-            qs = (q.float() * ctx.scale).reshape(n, lq, d)
-            ks = (k.float() * ctx.scale).reshape(n, lk, d)
-            vt = (v.float() * ctx.keep_scale).reshape(n, lk, d).transpose(1, 2)
-            gs = go * ctx.keep_scale
+            go = d_out.reshape(n, lq, d)
+            delta = (go.float() * out.float()).sum(-1, keepdim=True)     # rowsum(dP * P) = rowsum(dO * O)
+            go = go.to(gemm)
+            qs = (q.float() * ctx.scale).to(gemm).reshape(n, lq, d)
+            ks = (k.float() * ctx.scale).to(gemm).reshape(n, lk, d)
+            vt = (v.float() * ctx.keep_scale).to(gemm).reshape(n, lk, d).transpose(1, 2)
+            gs = (go.float() * ctx.keep_scale).to(gemm)
             u = None if uniforms is None else uniforms.view(n, lq, lk)
-            dq = torch.empty((n, lq, d), dtype=torch.float32)
-            dk = torch.empty((n, lk, d), dtype=torch.float32)
-            dv = torch.empty((n, lk, d), dtype=torch.float32)
+            dq = torch.empty((n, lq, d), dtype=gemm)
+            dk = torch.empty((n, lk, d), dtype=gemm)
+            dv = torch.empty((n, lk, d), dtype=gemm)
 
             def work(i, j):
                 pr = probs[i:j]
                 kc = None if u is None else torch.ge(u[i:j], ctx.thr, out=torch.empty_like(pr))
-                torch.bmm((pr if kc is None else pr * kc).transpose(1, 2), gs[i:j], out=dv[i:j])
-                dp = torch.bmm(go[i:j], vt[i:j])
+                kept = pr if kc is None else pr * kc
+                torch.bmm(kept.to(gemm).transpose(1, 2), gs[i:j], out=dv[i:j])
+                dp = torch.bmm(go[i:j], vt[i:j]).float()
                 if kc is not None:
                     dp.mul_(kc)
-                dp.sub_(delta[i:j]).mul_(pr)
+                dp = dp.sub_(delta[i:j]).mul_(pr).to(gemm)
                 torch.bmm(dp, ks[i:j], out=dq[i:j])
                 torch.bmm(dp.transpose(1, 2), qs[i:j], out=dk[i:j])
 

@@ -43,7 +43,8 @@ def collate_split(split: TokenizedSplit, idx: np.ndarray, pad_id: int, **kwargs)
 
 @torch.inference_mode()
 def evaluate(engine: Engine, split: TokenizedSplit, split_name: str, indices: np.ndarray, batch_size: int,
-             pad_id: int, device: torch.device, num_labels: int, label_smoothing: float = 0.0) -> Evaluation:
+             pad_id: int, device: torch.device, num_labels: int, label_smoothing: float = 0.0,
+             pad_to_multiple_of: int | None = None) -> Evaluation:
     """Evaluate ``indices`` of ``split`` (named ``split_name`` for a frozen-prefix cache) in eval mode."""
     engine.model.eval()
     order = indices[np.argsort(split.lengths[indices], kind="stable")]
@@ -51,7 +52,7 @@ def evaluate(engine: Engine, split: TokenizedSplit, split_name: str, indices: np
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = to_device(collate_split(split, idx, pad_id), device)
+            batch = to_device(collate_split(split, idx, pad_id, pad_to_multiple_of=pad_to_multiple_of), device)
             logits = engine.forward(batch, examples=(split_name, idx))
             loss_sum += float(loss_fn(logits, batch["labels"], label_smoothing)) * len(idx)
             outputs.append(logits.float().cpu().numpy())

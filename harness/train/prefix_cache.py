@@ -33,7 +33,13 @@ parameter names, checkpoints and the optimizer are those of the uncached model.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -43,7 +49,9 @@ from torch import nn
 from harness.config import ConfigError
 from strategies import SUPPORTED_TYPES, UnmappedParameterError, arch_for, frozen_prefix_layers, num_layers, param_roles
 
-__all__ = ["KEY", "CachePlan", "check_config", "plan", "PrefixCache", "for_trial"]
+__all__ = ["KEY", "SHARED_KEY", "CachePlan", "check_config", "plan", "PrefixCache", "for_trial", "SharedPrefix",
+           "MappedSplit", "prefix_key", "shared_root", "share_for_trial", "shares_train",
+           "COMPUTED_LOG"]
 
 KEY = "train.cache_frozen_prefix"
 
@@ -149,6 +157,7 @@ class PrefixCache:
 
     def __init__(self, model: nn.Module, trainable: frozenset[str], dtype: torch.dtype = torch.float32):
         self.plan = plan(model, trainable)
+        self.trainable = trainable
         self.dtype = dtype
         arch = arch_for(model.config)
         self.base = getattr(model, model.base_model_prefix)
@@ -199,6 +208,52 @@ class PrefixCache:
     def entries(self, split: str) -> int:
         return len(self._stores.get(split, {}))
 
+    def share(self, store: "SharedPrefix", model: nn.Module, splits: dict, batches, batch_size: int,
+              autocast) -> list[str]:
+        """Serve ``splits`` ({name: TokenizedSplit}) from the sweep's shared store, computing here the ones
+        nobody has yet (``batches(split, idx)``: the model inputs of those examples on the model's device;
+        ``autocast()``: the trial's precision context). Returns the names this call computed."""
+        computed = []
+        for name, split in splits.items():
+            mapped, did = store.split(name, self.dtype, lambda folder, split=split: self._compute_split(
+                model, split, folder, batches, batch_size, autocast))
+            self._stores[name] = mapped
+            if did:
+                computed.append(name)
+        return computed
+
+    def _compute_split(self, model, split, folder: Path, batches, batch_size: int, autocast) -> int:
+        """The whole split's entries, length-sorted batches, written straight into a memory-mapped .npy."""
+        n, per_token = len(split), self.plan.level == "hidden"
+        lengths = split.lengths
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        order = np.argsort(lengths, kind="stable")[::-1]        # longest first: the width is known at once
+        rows = None
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            inputs = batches(split, idx)
+            chunk: dict[int, torch.Tensor] = {}
+            with autocast():
+                self._fill(model, chunk, [int(i) for i in idx], inputs)
+            for ex, entry in chunk.items():
+                if rows is None:
+                    shape = (int(offsets[-1]) if per_token else n, entry.shape[-1])
+                    rows = np.lib.format.open_memmap(folder / "rows.npy", mode="w+", shape=shape,
+                                                     dtype=np.int16 if self.dtype == torch.bfloat16 else np.float32)
+                value = (entry.view(torch.int16) if self.dtype == torch.bfloat16 else entry).numpy()
+                if per_token:
+                    rows[offsets[ex]:offsets[ex + 1]] = value
+                else:
+                    rows[ex] = value
+        if rows is None:
+            np.save(folder / "rows.npy", np.zeros((0, 0), dtype=np.float32))
+        else:
+            rows.flush()
+            del rows
+        if per_token:
+            np.save(folder / "offsets.npy", offsets)
+        return n
+
     # ----------------------------------------------------------------------------------------- private
     def _suffix(self, model: nn.Module, h: torch.Tensor, mask: torch.Tensor, layers: nn.ModuleList) -> torch.Tensor:
         swaps = [(slot, _PassThrough()) for slot in self.embeddings] + [(slot, None) for slot in self.bottom_only]
@@ -245,3 +300,125 @@ def for_trial(cfg: Any, model: nn.Module, trainable: frozenset[str]) -> PrefixCa
         return None
     check_config(cfg.train, cfg.resources)
     return PrefixCache(model, trainable, torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32)
+
+
+# ------------------------------------------------------------------------------ shared across trials
+SHARED_KEY = "train.shared_prefix"
+SHARED_DIR = "prefix_cache"          # under the sweep's results folder
+COMPUTED_LOG = "computed.log"        # one line per split computed (who, when): what the tests count
+
+
+def prefix_key(model: nn.Module, trainable: frozenset[str], level: CachePlan, data_key: str, dtype: torch.dtype) -> str:
+    """What the frozen-prefix features depend on: the frozen parameters themselves (hashed, so a random init,
+    a seed-dependent pooler or another checkpoint gives another key), the cache plan, the tokenized data (its
+    key covers data, tokenizer and max length) and the stored precision. Not lr, seed, schedule or the head."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(json.dumps({"plan": [level.layers, level.depth, level.level], "data": data_key,
+                              "dtype": str(dtype), "attn": str(getattr(model.config, "_attn_implementation", ""))},
+                             sort_keys=True).encode())
+    for name, p in model.named_parameters():
+        if name in trainable:
+            continue
+        digest.update(name.encode())
+        digest.update(str((tuple(p.shape), str(p.dtype))).encode())
+        digest.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class MappedSplit:
+    """One split's prefix features, memory-mapped from disk (read-only pages shared by every trial process):
+    ``store[example]`` is the entry :class:`PrefixCache` would have computed for that example."""
+
+    def __init__(self, folder: Path, dtype: torch.dtype):
+        self.rows = np.load(folder / "rows.npy", mmap_mode="c")         # copy-on-write: torch wants writable
+        self.offsets = np.load(folder / "offsets.npy") if (folder / "offsets.npy").exists() else None
+        self.dtype = dtype
+        self.n = len(self.offsets) - 1 if self.offsets is not None else len(self.rows)
+
+    def __contains__(self, example: int) -> bool:
+        return 0 <= example < self.n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, example: int) -> torch.Tensor:
+        rows = self.rows[example] if self.offsets is None else self.rows[self.offsets[example]:self.offsets[example + 1]]
+        t = torch.from_numpy(rows)
+        return t.view(torch.bfloat16) if self.dtype == torch.bfloat16 else t
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    for f in tmp.iterdir():
+        with open(f, "rb+") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, folder)              # atomic: a reader sees the whole folder or none
+
+
+class SharedPrefix:
+    """The sweep's on-disk store of frozen-prefix features: ``<sweep>/prefix_cache/<key>/<split>/``.
+
+    Safe under concurrent trials: whoever takes the key's file lock first computes a split (whole, in
+    length-sorted batches) and moves it into place atomically; the others wait on the lock and then map what it
+    wrote. A finished split survives the sweep's ``--resume``; a half-written one is a hidden temporary folder
+    that nobody reads."""
+
+    def __init__(self, root: str | Path, key: str):
+        self.root, self.key = Path(root), key
+        self.folder = self.root / key
+
+    def split(self, name: str, dtype: torch.dtype, compute) -> tuple[MappedSplit, bool]:
+        """(the mapped split, whether this call computed it); ``compute(folder)`` writes ``rows.npy`` (and
+        ``offsets.npy`` for per-token entries) into a fresh folder and returns the number of entries."""
+        import fcntl
+
+        target = self.folder / name
+        if (target / "rows.npy").exists():
+            return MappedSplit(target, dtype), False
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)    # released when the file closes, or the process dies
+            try:
+                if (target / "rows.npy").exists():        # another trial computed it while this one waited
+                    return MappedSplit(target, dtype), False
+                tmp = self.folder / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+                tmp.mkdir()
+                try:
+                    entries = compute(tmp)
+                    _publish(tmp, target)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                with open(self.root / COMPUTED_LOG, "a") as log:
+                    log.write(json.dumps({"key": self.key, "split": name, "pid": os.getpid(),
+                                          "entries": entries}) + "\n")
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return MappedSplit(target, dtype), True
+
+
+def shared_root(cfg: Any) -> Path:
+    """``<output.dir>/<sweep>/prefix_cache``."""
+    return Path(cfg.output.dir) / cfg.sweep / SHARED_DIR
+
+
+def shares_train(n_train: int, visits: int) -> bool:
+    """Whether to share the training split (compute all of it once) rather than fill it lazily per trial: when
+    the trial itself visits at least half as many reviews as there are (``visits`` = steps × batch × accum),
+    computing the whole split costs it at most 2× its own fills and every other trial gets them free. A short
+    run over a big training set (the quickstart: 1,920 visits of 15,000 reviews) keeps the lazy per-trial fill
+    for training; its evaluation splits are shared either way (every trial evaluates the same reviews)."""
+    return n_train <= 2 * visits
+
+
+def share_for_trial(cfg: Any, cache: PrefixCache, model: nn.Module, data: Any, batches, autocast) -> dict:
+    """With ``train.shared_prefix`` (default), serve the trial's cache from the sweep's store: the evaluation
+    splits, and the training split where :func:`shares_train`, computed once per sweep and memory-mapped by
+    every trial with the same prefix. Returns what happened (the key, the splits this trial computed)."""
+    if not getattr(cfg.train, "shared_prefix", False):
+        return {"shared": False}
+    key = prefix_key(model, cache.trainable, cache.plan, data.key, cache.dtype)
+    visits = cfg.train.max_steps * cfg.train.batch_size * cfg.train.grad_accum
+    names = [n for n in ("train", "val", "test") if len(data.split(n))
+             and (n != "train" or shares_train(len(data.train), visits))]
+    computed = cache.share(SharedPrefix(shared_root(cfg), key), model, {n: data.split(n) for n in names}, batches,
+                           cfg.train.eval_batch_size, autocast)
+    return {"shared": True, "key": key, "splits": names, "computed": computed}

@@ -26,12 +26,14 @@ from harness.config import TrialConfig
 from harness.data import batching, tokenize_cache
 from harness.data.tokenize_cache import TokenizedData
 from harness.results import PREDICTIONS_FILE, new_result, now, result_path, write_json_atomic
+from harness.results.schema import Timing
 from harness.results.metrics import default_metric, task_of
 from harness.results.predictions import write_predictions
 from harness.train import prefix_cache
 from harness.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.train.distributed import ShardedStream, global_mean, rank_world
 from harness.train.engines import Engine, loss_fn, make_engine
+from harness.train.engines.base import MODEL_INPUTS
 from harness.train.evaluate import Evaluation, collate_split, evaluate, to_device
 from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
@@ -91,16 +93,22 @@ class _Run:
         self.step = 0
         self.window_losses: list[float] = []
         self.window_norms: list[float] = []
+        # fixed costs (result ``timing``, see harness.results.schema.Timing)
+        self.times = dict.fromkeys(("setup_s", "data_load_s", "model_load_s", "prefix_s", "checkpoint_s", "write_s"),
+                                   0.0)
 
     @property
     def path(self) -> Path:
         return result_path(self.cfg.output.dir, self.cfg.sweep, self.cfg.trial_id)
 
     def write(self) -> None:
+        t = time.perf_counter()
         write_json_atomic(self.path, self.result)
+        self.times["write_s"] += time.perf_counter() - t
 
 
 def _setup(run: _Run) -> _Setup:
+    t_setup = time.perf_counter()
     cfg = run.cfg
     device = pick_device(cfg.train.device)
     if device.type == "cpu":
@@ -112,6 +120,8 @@ def _setup(run: _Run) -> _Setup:
     path = run.tokenized_path or tokenize_cache.prepare(cfg.data, tokenizer, tokenizer_source(cfg.model),
                                                         num_labels=cfg.model.num_labels, log=log.info)
     data = tokenize_cache.load(path)
+    run.times["data_load_s"] = time.perf_counter() - t_setup
+    t_model = time.perf_counter()
     frozen = strategies.freeze(build_model(cfg.model, cfg.train), cfg.strategy.name, cfg.strategy.params)
     model = frozen.model
     log.info("%s: trainable params: %s || all params: %s || trainable%%: %.4f", cfg.trial_id,
@@ -120,10 +130,24 @@ def _setup(run: _Run) -> _Setup:
     model.to(device).train()
     prefix = prefix_cache.for_trial(cfg, model, frozen.names)  # None unless train.cache_frozen_prefix (may refuse)
     engine = make_engine(model, cfg.train, device, prefix=prefix)
+    run.times["model_load_s"] = time.perf_counter() - t_model
+    if prefix is not None:  # train.shared_prefix: the sweep's frozen-prefix features, computed once, mapped
+        t_prefix = time.perf_counter()
+        pad = tokenizer.pad_token_id
+
+        def inputs(split, idx):
+            batch = collate_split(split, idx, pad)
+            return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+
+        shared = prefix_cache.share_for_trial(cfg, prefix, model, data, inputs, engine.autocast)
+        if shared["shared"]:
+            run.result["shared_prefix"] = shared
+        run.times["prefix_s"] = time.perf_counter() - t_prefix
     curve = "val" if len(data.val) else "test"       # no validation set: choices read the test split (optimistic)
     run.result["selected_on"] = "validation" if curve == "val" else "test"
     every = np.arange(len(data.split(curve)))
     curve_idx = every[: cfg.data.curve_eval_size] if cfg.data.curve_eval_size else every
+    run.times["setup_s"] = time.perf_counter() - t_setup
     return _Setup(device, tokenizer.pad_token_id, set(tokenizer.all_special_ids), data, engine, curve, curve_idx)
 
 
@@ -161,6 +185,14 @@ def _restore(run: _Run, engine: Engine, stream, restore_from) -> None:
 
 
 def _checkpoint(run: _Run, engine: Engine, stream) -> str:
+    t = time.perf_counter()
+    try:
+        return _save_checkpoint(run, engine, stream)
+    finally:
+        run.times["checkpoint_s"] += time.perf_counter() - t
+
+
+def _save_checkpoint(run: _Run, engine: Engine, stream) -> str:
     state = {"step": run.step, "engine": engine.state_dict(), "stream": stream.state_dict(), "rng": rng_state(),
              "result": {"history": run.result["history"], "train_losses": run.result["train_losses"]},
              "train_s": run.train_s, "eval_s": run.eval_s, "samples": run.samples, "tokens": run.tokens,
@@ -171,7 +203,8 @@ def _checkpoint(run: _Run, engine: Engine, stream) -> str:
 def _evaluate(run: _Run, s: _Setup, split: str, idx: np.ndarray) -> Evaluation:
     t = time.perf_counter()
     ev = evaluate(s.engine, s.data.split(split), split, idx, run.cfg.train.eval_batch_size, s.pad_id, s.device,
-                  run.cfg.model.num_labels, run.cfg.train.label_smoothing)
+                  run.cfg.model.num_labels, run.cfg.train.label_smoothing,
+                  pad_to_multiple_of=run.cfg.train.pad_to_multiple_of)
     if split == "test" and s.curve != "test":
         run.test_s += time.perf_counter() - t
     else:
@@ -204,7 +237,7 @@ def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generat
     for _ in range(tc.grad_accum):
         idx = next(stream)
         batch = collate_split(s.data.train, idx, s.pad_id, word_dropout=tc.word_dropout, generator=gen,
-                              keep_ids=s.special)
+                              keep_ids=s.special, pad_to_multiple_of=tc.pad_to_multiple_of)
         run.samples += len(idx)
         run.tokens += int(batch["n_tokens"])
         run.padded += int(batch["input_ids"].numel())
@@ -244,8 +277,10 @@ def _final_evaluations(run: _Run, s: _Setup) -> None:
     res["test"] = _record(run, "test", test)
     if s.curve == "test":
         res["val"] = None
+    t = time.perf_counter()
     write_predictions(run.path.parent / PREDICTIONS_FILE, test.example_ids, test.labels, test.predictions,
                       test.outputs if run.cfg.model.num_labels > 1 else None)
+    run.times["write_s"] += time.perf_counter() - t
     res["predictions"] = PREDICTIONS_FILE
 
 
@@ -255,7 +290,9 @@ def _finish(run: _Run, s: _Setup | None) -> None:
         _final_evaluations(run, s)
         res["skipped_steps"] = s.engine.skipped_steps
         if res["status"] == "ok" and run.cfg.output.save_model != "none" and rank_world()[0] == 0:
+            t = time.perf_counter()
             res["weights"] = save_trainable(s.engine, run.path.parent)   # exported by the sweep at its end
+            run.times["write_s"] += time.perf_counter() - t
     if res["history"]:
         best = max(res["history"], key=lambda r: r["val_score"] if r["val_score"] == r["val_score"] else -math.inf)
         res["best"] = {"score": best["val_score"], "step": best["step"]}
@@ -264,8 +301,8 @@ def _finish(run: _Run, s: _Setup | None) -> None:
         "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
         "padding_fraction": 1 - run.tokens / run.padded if run.padded else None,
     }
-    res["timing"] = {"wall_s": time.time() - run.t0, "train_s": run.train_s, "eval_s": run.eval_s,
-                     "test_s": run.test_s}
+    res["timing"] = Timing(wall_s=time.time() - run.t0, train_s=run.train_s, eval_s=run.eval_s, test_s=run.test_s,
+                           **run.times)
     device = s.device if s is not None else None
     res["memory"] = {"peak_mem_mb": peak_memory_mb(device) if device is not None else None,
                      "device": str(device) if device is not None else None}

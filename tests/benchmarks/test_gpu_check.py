@@ -15,26 +15,31 @@ from harness.train.model import build_model  # noqa: E402
 
 
 def _bert_base(strategy: str):
-    model = build_model(ModelConfig(arch="bert"), meta=True)
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="bert"))
     strategies.apply_trainable(model, strategies.trainable_names(model, strategy, {}))
     return model
 
 
 def test_flops_of_bert_base():
-    seq, tokens, L, h = 256, 32 * 256, 12, 768
+    """BERT-base shape, the formula's closed forms (FlopCounterMode agreement: tests/benchmarks/test_flops.py)."""
+    seq, batch, L, h = 256, 32, 12, 768
+    tokens = seq * batch
     full = gpu_check.model_flops(_bert_base("full"), seq, tokens)
-    n = full["nonembed_params"]
-    assert 85_000_000 < n < 86_500_000                    # 12 × 7.08M encoder + pooler + classifier
-    assert full["trainable_nonembed_params"] == n
-    assert full["forward"] == 2 * n * tokens + 4 * L * seq * h * tokens
-    assert full["total"] == 6 * n * tokens + 12 * L * seq * h * tokens
+    encoder, head = L * (4 * h * h + 2 * h * 3072), h * h + 2 * h     # Linear weights; pooler + classifier
+    assert full["linear_params"] == encoder + head
+    assert full["total"] == 6 * encoder * tokens + 6 * head * batch + 12 * L * seq * h * tokens
     fa = gpu_check.model_flops(_bert_base("freeze_attention"), seq, tokens)
     assert fa["forward"] == full["forward"]
-    assert fa["trainable_nonembed_params"] < n
-    assert fa["backward"] == full["backward"] - 2 * (n - fa["trainable_nonembed_params"]) * tokens
-    head = gpu_check.model_flops(_bert_base("head_only"), seq, tokens)   # no backward through the encoder
-    above_encoder = 768 * 768 + 768 + 768 * 2 + 2                         # pooler + classifier
-    assert head["backward"] == 2 * above_encoder * tokens + 2 * head["trainable_nonembed_params"] * tokens
+    attn = 4 * h * h
+    # no weight gradients for the attention projections; in layer 0 nothing below the FFN's first Linear
+    # trains, so no input gradient of q, k, v, the attention output or that Linear, and no attention backward
+    assert fa["backward"] == (full["backward"] - 2 * L * attn * tokens - 2 * attn * tokens - 2 * h * 3072 * tokens
+                              - 8 * seq * h * tokens)
+    head_only = gpu_check.model_flops(_bert_base("head_only"), seq, tokens)   # no backward through the encoder
+    assert head_only["backward"] == 2 * (2 * h) * batch               # the classifier's weight gradient only
 
 
 @pytest.mark.timeout(600)
@@ -53,3 +58,20 @@ def test_smoke_run_on_cpu(tmp_path, capsys):
         assert 0 < r["mfu"] < 1 and r["peak_mem_mb"] > 0 and r["finite_loss"]
     fa = next(r for r in report["rows"] if r["strategy"] == "freeze_attention")
     assert fa["trainable_params"] < fa["total_params"]
+
+
+def test_gpu_check_script_parses_and_its_mini_sweep_plan_is_valid(tmp_path, capsys):
+    """The GPU run itself needs a GPU; here: the shell script parses, and the 12-trial mini-sweep's config passes
+    the sweep's own pre-flight (harness.sweep --dry-run) with the tiny sizes on CPU."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    assert subprocess.run(["bash", "-n", str(root / "benchmarks" / "gpu_check.sh")]).returncode == 0
+    out = tmp_path / "mini.json"
+    assert gpu_check.main(["--smoke", "--backends", "none", "--mini-sweep", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mini-sweep (dry run)" in text and "12 trials" in text
+    cfg = gpu_check.mini_sweep_config(gpu_check.parse_args([]), "/x", "cuda")
+    assert cfg["resources"]["gpus_per_trial"] == 0.25 and cfg["train"]["pad_to_multiple_of"] == 64
+    assert len(cfg["search"]["lr"]) * len(cfg["search"]["seed"]) == 12

@@ -104,3 +104,25 @@ def test_word_dropout_seeded_keeps_special_tokens():
             real = row[mask.bool()].tolist()
             assert real[0] == 101 and real[-1] == 102 and len(real) >= 3          # specials kept, one word left
     assert torch.equal(collate(seqs, [0] * 4, 0)["input_ids"], run(1, 0.0)["input_ids"])
+
+
+def test_pad_to_multiple_of_rounds_the_width_and_changes_no_logits():
+    import numpy as np
+    import torch
+
+    from harness.data.batching import collate
+    from tests.support.tiny import tiny_model
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1000, 2000, n) for n in (5, 13, 9)]
+    plain = collate(seqs, [0, 1, 0], pad_id=0)
+    padded = collate(seqs, [0, 1, 0], pad_id=0, pad_to_multiple_of=8)
+    assert plain["input_ids"].shape[1] == 13 and padded["input_ids"].shape[1] == 16
+    assert padded["n_tokens"] == plain["n_tokens"] == 27
+    assert torch.equal(padded["input_ids"][:, :13], plain["input_ids"])
+    assert collate(seqs, [0, 1, 0], pad_id=0, pad_to_multiple_of=13)["input_ids"].shape[1] == 13
+    model = tiny_model("bert").eval()
+    with torch.no_grad():
+        a = model(input_ids=plain["input_ids"], attention_mask=plain["attention_mask"]).logits
+        b = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

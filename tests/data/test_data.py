@@ -382,3 +382,31 @@ def test_cache_key_and_dir(monkeypatch, tmp_path):
     assert tokenize_cache.default_cache_dir(DataConfig(cache_dir=str(tmp_path / "c"))) == tmp_path / "c"
     monkeypatch.delenv("FREEZEBENCH_CACHE")
     assert tokenize_cache.default_cache_dir(cfg) == Path.home() / ".cache" / "freezebench"
+
+
+def test_tokenized_cache_is_memory_mapped_and_equals_a_copy(tmp_path):
+    """``load`` maps the .npz members (no copy per trial) and gives exactly what reading them gives."""
+    import numpy as np
+    from harness.data import tokenize_cache
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for s in tokenize_cache.SPLITS:
+        lengths = rng.integers(1, 30, 11 if s != "val" else 0)
+        arrays[f"{s}_ids"] = rng.integers(0, 30000, int(lengths.sum())).astype(np.int32)
+        arrays[f"{s}_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        arrays[f"{s}_labels"] = rng.integers(0, 2, len(lengths))
+    arrays["train_types"] = rng.integers(0, 2, len(arrays["train_ids"])).astype(np.int8)
+    arrays["meta"] = np.array('{"key": "k"}')
+    path = tmp_path / "c.npz"
+    tokenize_cache._save(path, arrays)
+    mapped, copied = tokenize_cache.load(path), tokenize_cache.load(path, mmap=False)
+    assert isinstance(mapped.train.input_ids[0].base, np.memmap) or isinstance(mapped.train.input_ids[0], np.memmap)
+    for s in tokenize_cache.SPLITS:
+        a, b = mapped.split(s), copied.split(s)
+        assert len(a) == len(b) and np.array_equal(a.labels, b.labels) and np.array_equal(a.lengths, b.lengths)
+        assert all(np.array_equal(x, y) for x, y in zip(a.input_ids, b.input_ids))
+    assert all(np.array_equal(x, y) for x, y in zip(mapped.train.token_type_ids, copied.train.token_type_ids))
+    assert mapped.meta == {"key": "k"}
+    mapped.train.input_ids[0][0] = -1                        # copy-on-write: the file never changes
+    assert tokenize_cache.load(path).train.input_ids[0][0] == copied.train.input_ids[0][0]

@@ -282,28 +282,44 @@ def test_cache_refused_where_it_would_be_wrong(tmp_path, strategy, train, resour
 
 
 def test_cached_trial_end_to_end(tmp_path, cache_dir, monkeypatch):
-    """A real (tiny) trial with the cache: two epochs, so the second is served from the cache."""
+    """A real (tiny) trial, two epochs (the second served from the cache), run uncached, with the per-trial cache
+    and with the sweep's shared cache, in the same test. Without dropout and in fp32 the cache changes nothing
+    but rounding (its logits equal the uncached ones within 1e-5), so the three runs must agree step by step."""
     from harness.train.trial import run_trial
 
     made = []
     real = prefix_cache.for_trial
-    monkeypatch.setattr(prefix_cache, "for_trial", lambda *a: made.append(real(*a)) or made[-1])
-    sections = dict(data={"train_size": 64}, train={"max_steps": 16, "eval_every": 8, "batch_size": 8})
-    results = {}
-    for cached in (False, True):
-        d = tiny_sweep_dict(tmp_path / str(cached), strategy={"name": "top_k", "params": {"k": 1}}, **sections)
-        d["train"]["cache_frozen_prefix"] = cached
+    monkeypatch.setattr(prefix_cache, "for_trial", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    sections = dict(data={"train_size": 64}, train={"max_steps": 16, "eval_every": 8, "batch_size": 8,
+                                                   "precision": "fp32", "dropout": 0.0, "attention_dropout": 0.0})
+    results, caches = {}, {}
+    for run in ("uncached", "per_trial", "shared"):
+        d = tiny_sweep_dict(tmp_path / run, strategy={"name": "top_k", "params": {"k": 1}}, **sections)
+        d["train"].update(cache_frozen_prefix=run != "uncached", shared_prefix=run == "shared")
         (trial,) = expand(build_config(d))
-        results[cached] = run_trial(trial)
+        results[run] = run_trial(trial)
+        caches[run] = made[-1]
     for r in results.values():
         assert r["status"] == "ok" and len(r["train_losses"]) == 16
-    assert abs(results[True]["test"]["score"] - results[False]["test"]["score"]) <= 0.2
-    cache = made[-1]
+        assert {"setup_s", "data_load_s", "model_load_s", "prefix_s", "eval_s", "write_s"} <= set(r["timing"])
+    ref = results["uncached"]
+    for run in ("per_trial", "shared"):
+        np.testing.assert_allclose(results[run]["train_losses"], ref["train_losses"], rtol=1e-4, atol=1e-5)
+        assert results[run]["test"]["score"] == ref["test"]["score"]
+        assert results[run]["test"]["loss"] == pytest.approx(ref["test"]["loss"], rel=1e-4, abs=1e-5)
+        assert [h["val_score"] for h in results[run]["history"]] == [h["val_score"] for h in ref["history"]]
+    cache = caches["per_trial"]
     assert cache.stats["train"] == {"computed": 64, "tokens": cache.stats["train"]["tokens"],
                                     "sq_tokens": cache.stats["train"]["sq_tokens"], "hits": 64}
     # validation (64) at steps 0, 8, 16 - once computed, then hits - and the test split (64) once at the end
     assert cache.stats["eval"]["computed"] == 64 + 64
     assert cache.stats["eval"]["hits"] == 2 * 64
+    shared = caches["shared"]                         # everything mapped from the store, nothing filled in steps
+    assert shared.stats["train"]["computed"] == 0 and shared.stats["train"]["hits"] == 128
+    assert shared.stats["eval"]["computed"] == 0 and shared.stats["eval"]["hits"] == 4 * 64
+    info = results["shared"]["shared_prefix"]
+    assert info["shared"] and info["computed"] == ["train", "val", "test"]
+    assert "shared_prefix" not in results["per_trial"]
 
 
 # ------------------------------------------------------------------------------- fast dropout paths

@@ -88,7 +88,8 @@ class DeepSpeedEngine:
             if device.type == "cpu":  # the same CPU dropout/attention paths as TorchEngine (same RNG use)
                 cpu_fast.tune_malloc()
                 cpu_fast.install(model)
-            optimizer = build_optimizer(model, train)
+            # on CPU as before (the stock loop under DeepSpeed's wrappers); on CUDA fused, as before
+            optimizer = build_optimizer(model, train, fused=None if device.type == "cuda" else False)
             scheduler = build_scheduler(optimizer, train)
             trainable = [p for p in model.parameters() if p.requires_grad]
             self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
