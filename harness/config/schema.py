@@ -154,6 +154,9 @@ class StrategyConfig:
     # per-strategy train settings, e.g. {lr: 1e-3, cache_frozen_prefix: true} for head_only: any train key but
     # seed and the keys the search varies (those come from the axes)
     train: dict = field(default_factory=dict)
+    # layer-wise learning-rate decay ξ for any strategy: encoder layer ℓ (1..L) gets lr·ξ^(L−ℓ), the embeddings
+    # lr·ξ^L, the head lr (Sun et al. 2019: 0.95 for BERT on IMDB); null: one lr for all
+    lr_decay: Optional[Annotated[float, Field(gt=0, le=1), NUMBER]] = None
 
 
 SEARCH_AXES = ("strategy", "lr", "batch_size", "scheduler", "grad_clip", "seed", "weight_decay",
