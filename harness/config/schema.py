@@ -232,8 +232,9 @@ class ReportConfig:
     # count as non-inferior; the verdict reads the one-sided 95% interval of the difference against it
     margin: Annotated[float, Field(ge=0, le=1), NUMBER] = 0.01
     # what "cheapest" means in the recommendation and the Pareto plot: fewest trainable parameters (params),
-    # shortest wall-clock time per trial (time) or least peak memory (memory)
-    cost: Literal["params", "time", "memory"] = "params"
+    # shortest wall-clock time per trial (time), least peak memory (memory) or least training compute (flops:
+    # the FLOPs the steps spent, what a schedule that freezes as it goes saves)
+    cost: Literal["params", "time", "memory", "flops"] = "params"
     # resamples of the paired bootstrap over test examples x seeds (needs predictions.parquet); 0: none
     bootstrap_resamples: Annotated[Int, Field(ge=0, le=100_000)] = 2000
 
