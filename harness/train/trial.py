@@ -30,7 +30,6 @@ from harness.results.metrics import default_metric, task_of
 from harness.results.predictions import write_predictions
 from harness.train import prefix_cache
 from harness.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from harness.train.cost import CostMeter
 from harness.train.distributed import ShardedStream, global_mean, rank_world
 from harness.train.engines import Engine, loss_fn, make_engine
 from harness.train.evaluate import Evaluation, collate_split, evaluate, to_device
