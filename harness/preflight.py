@@ -21,6 +21,7 @@ from harness.data.reach import hub_cached, hub_endpoint, hub_offline, probe
 from harness.train import prefix_cache
 from harness.train.engines.deepspeed_config import check_sweep
 from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config, resolve_source
+from harness.train.scheduled import check_schedule
 
 __all__ = ["preflight", "check_hub", "check_local_machine", "plan_rows", "format_plan", "format_search_plan",
            "check_searcher", "INPUT_ERRORS"]
@@ -88,6 +89,7 @@ def preflight(cfg: SweepConfig, *, skip_if_hub_unreachable: bool = False, consol
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
     check_source(cfg.data)
+    _check_schedules(cfg, trials, strats)
     _check_trains(cfg, trials)
     if not check_hub(cfg, skip_if_hub_unreachable, console):
         return trials
@@ -110,6 +112,9 @@ def preflight(cfg: SweepConfig, *, skip_if_hub_unreachable: bool = False, consol
             strategies.check_compatible(strat.name, params[i], hf)
         except strategies.StrategyError as exc:
             raise _rebase(cfg, i, exc) from None
+        if strat.lr_decay is not None and strategies.arch_for(hf) is None:
+            raise ConfigError(f"{strategy_path(cfg, i)}.lr_decay", f"layer-wise lr decay needs the encoder layers, "
+                              f"and model_type {hf.model_type!r} has no role table: give one as model.roles")
     _check_model(cfg, trials, strats)   # the first model build (meta device): after every check without one
     _check_prefix_caches(cfg, trials, strats, params)
     return trials
@@ -145,6 +150,18 @@ def _check_model(cfg: SweepConfig, trials: list[TrialConfig], strats: list) -> N
             except AttributeError:
                 raise ConfigError(f"model.roles.lora_targets.{name}",
                                   f"{path!r} is no module of {rm.layers}.0") from None
+
+
+def _check_schedules(cfg: SweepConfig, trials: list[TrialConfig], strats: list) -> None:
+    """A schedule (its trainable set changes during the run) with an engine that cannot follow it: exit 2 now."""
+    for i, strat in enumerate(strats):
+        for t in (t for t in trials if t.strategy_label == strategy_label(strat)):
+            try:
+                check_schedule(t.train, t.resources, strat.name, f"{strategy_path(cfg, i)}.name")
+            except ConfigError as exc:
+                text = str(exc)
+                raise ConfigError(exc.path, text[len(exc.path) + 2:] + f" (train.backend {t.train.backend}, "
+                                  f"workers_per_trial {t.resources.workers_per_trial})") from None
 
 
 def _where(cfg: SweepConfig, trial: TrialConfig, key: str) -> str:

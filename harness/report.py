@@ -13,6 +13,7 @@ from typing import Sequence
 from harness.adapters.wandb import publish_report   # imports wandb only when a report is built
 from harness.cli import parser
 from harness.reporting import NoResults, write_report
+from harness.reporting.columns import COSTS
 from harness.results import ResultSchemaError
 from harness.results.lock import LOCK_FILE
 from harness.results.lock_holder import describe, is_stale, read_holder
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("sweep_dir", help="a sweep folder, e.g. results/quickstart (holds trials/*/result.json)")
     p.add_argument("--margin", type=float, metavar="M",
                    help="non-inferiority margin in metric units (default: the sweep's report.margin, else 0.01)")
-    p.add_argument("--cost", choices=["params", "time", "memory"],
+    p.add_argument("--cost", choices=list(COSTS),
                    help="what 'cheapest' means in the recommendation and the Pareto plot (default: report.cost)")
     p.add_argument("--bootstrap-resamples", type=int, metavar="N",
                    help="resamples of the paired bootstrap over test examples x seeds; 0: none (default: 2000)")

@@ -19,8 +19,10 @@ from torch import nn
 
 from strategies import builtin as _builtin  # noqa: F401  (registers the built-in strategies)
 from strategies import lora as _lora  # noqa: F401  (registers lora)
+from strategies import schedules as _schedules  # noqa: F401  (registers the trainability schedules)
 from strategies.registry import (Strategy, StrategyError, UnknownStrategyError, available, check_compatible,
-                                 register, resolve, summary, validate_params)
+                                 register, register_schedule, resolve, summary, validate_params)
+from strategies.schedules import Layout, Schedule, layout_of
 from strategies.archs import Arch, RoleMap, arch_for
 from strategies.roles import (ROLES, SUPPORTED_TYPES, ParamInfo, UnmappedParameterError, frozen_prefix_layers,
                               num_layers, param_numel, param_roles, require_arch)
@@ -28,7 +30,9 @@ from strategies.roles import (ROLES, SUPPORTED_TYPES, ParamInfo, UnmappedParamet
 __all__ = [
     # registry
     "Strategy", "StrategyError", "UnknownStrategyError", "register", "resolve", "available", "summary",
-    "validate_params", "check_compatible",
+    "validate_params", "check_compatible", "register_schedule",
+    # schedules (trainable sets that change with the step)
+    "Schedule", "Layout", "layout_of",
     # roles
     "ROLES", "SUPPORTED_TYPES", "ParamInfo", "UnmappedParameterError", "param_roles", "num_layers",
     "frozen_prefix_layers", "require_arch",

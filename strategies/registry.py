@@ -6,6 +6,11 @@ registered under a lowercase unique name with :func:`register`. Its docstring is
 first (LoRA injection); an optional ``check(hf_config, **params)`` rejects params a config cannot take.
 A strategy speaks of parameter roles unless registered with ``roles=False`` (``full``, ``rules``): only those
 run on an architecture without a role table (:mod:`strategies.archs`).
+A *schedule* (:func:`register_schedule`, :mod:`strategies.schedules`) is a strategy whose trainable set changes
+during the run: a pure ``fn(layout, step, state, **params) -> frozenset[str]`` over the model's
+:class:`~strategies.schedules.Layout` (parameter names by depth block), the optimizer step and a small integer
+state that only an optional ``update(layout, step, state, stats, **params) -> int`` changes (auto_freeze's frozen
+depth, from gradient norms). A static strategy is the schedule that never changes.
 Parameters are validated against the function's signature at config time, without a model: a pydantic
 dataclass is made from the params after ``model`` (their annotations, as the strict types of
 :mod:`strategies.validation`, and defaults), and its errors read like the config's (``strategy.params.k:
@@ -29,11 +34,12 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from torch import nn
 
 from strategies.archs import SUPPORTED_TYPES, arch_for
+from strategies.roles import layout_of
 from strategies.validation import describe, strict_type
 
 __all__ = [
     "Strategy", "StrategyError", "UnknownStrategyError", "register", "resolve", "available", "summary",
-    "validate_params", "check_compatible",
+    "validate_params", "check_compatible", "register_schedule",
 ]
 
 StrategyFn = Callable[..., frozenset]
@@ -61,6 +67,8 @@ class Strategy:
     transform: Transform | None = None
     check: Check | None = None
     needs_roles: bool = True    # False: works on any model, by parameter names alone
+    schedule: bool = False      # True: fn(layout, step, state, **params), the trainable set changes with the step
+    update: Callable[..., int] | None = None   # schedules only: update(layout, step, state, stats, **params)
 
     @property
     def card(self) -> str:
@@ -68,8 +76,12 @@ class Strategy:
         return inspect.getdoc(self.fn) or ""
 
     def __call__(self, model: nn.Module, params: Mapping[str, Any] | None = None) -> frozenset[str]:
-        """Trainable names for an already prepared model (params validated, defaults filled)."""
-        return self.fn(model, **validate_params(self.name, params))
+        """Trainable names for an already prepared model (params validated, defaults filled); for a schedule,
+        those of step 0 (what a dry run and the parameter counts show)."""
+        valid = validate_params(self.name, params)
+        if self.schedule:
+            return self.fn(layout_of(model), 0, 0, **valid)
+        return self.fn(model, **valid)
 
 
 _REGISTRY: dict[str, Strategy] = {}
@@ -89,11 +101,43 @@ def register(name: str, transform: Transform | None = None, check: Check | None 
             raise StrategyError(f"strategy {name!r} is already registered")
         if not inspect.getdoc(fn) and sys.flags.optimize < 2:
             raise StrategyError(f"strategy {name!r} needs a docstring: its method card")
-        kinds = [p.kind for p in list(inspect.signature(fn).parameters.values())[1:]]
-        if any(k in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD,
-                     inspect.Parameter.POSITIONAL_ONLY) for k in kinds):
-            raise StrategyError(f"strategy {name!r}: params after `model` must be plain keyword parameters")
+        _check_signature(name, fn)
         _REGISTRY[name] = Strategy(name, fn, transform, check, roles)
+        return fn
+
+    return deco
+
+
+def _check_signature(name: str, fn: Callable) -> None:
+    kinds = [p.kind for p in list(inspect.signature(fn).parameters.values())[_fixed(fn):]]
+    if any(k in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD,
+                 inspect.Parameter.POSITIONAL_ONLY) for k in kinds):
+        raise StrategyError(f"strategy {name!r}: params after `model` must be plain keyword parameters")
+
+
+_SCHEDULE_ARGS = ("layout", "step", "state")
+
+
+def _fixed(fn: Callable) -> int:
+    """How many leading arguments are not params: ``model``, or a schedule's ``layout, step, state``."""
+    names = list(inspect.signature(fn).parameters)[:3]
+    return 3 if tuple(names) == _SCHEDULE_ARGS else 1
+
+
+def register_schedule(name: str, update: Callable[..., int] | None = None, transform: Transform | None = None,
+                      check: Check | None = None) -> Callable[[StrategyFn], StrategyFn]:
+    """Decorator registering a trainability schedule ``fn(layout, step, state, **params)`` (see the module doc).
+    Schedules read parameter roles, so they need a role table."""
+    if not _NAME.match(name) or name in _REGISTRY:
+        raise StrategyError(f"strategy name {name!r} must match [a-z0-9_]+ and be new")
+
+    def deco(fn: StrategyFn) -> StrategyFn:
+        if tuple(list(inspect.signature(fn).parameters)[:3]) != _SCHEDULE_ARGS:
+            raise StrategyError(f"schedule {name!r} must take (layout, step, state, **params)")
+        if not inspect.getdoc(fn) and sys.flags.optimize < 2:
+            raise StrategyError(f"strategy {name!r} needs a docstring: its method card")
+        _check_signature(name, fn)
+        _REGISTRY[name] = Strategy(name, fn, transform, check, True, schedule=True, update=update)
         return fn
 
     return deco
@@ -121,12 +165,13 @@ def summary(name: str) -> str:
 
 @functools.cache
 def _params_model(fn: StrategyFn) -> tuple[type, TypeAdapter]:
-    """A pydantic dataclass of ``fn``'s params after ``model`` (unknown keys forbidden), and its validator.
+    """A pydantic dataclass of ``fn``'s params after ``model`` (a schedule's: after ``layout, step, state``;
+    unknown keys forbidden), and its validator.
 
     An unannotated param takes its default's type; a mutable default is deep-copied for every call."""
     hints = typing.get_type_hints(fn, include_extras=True)
     fields = []
-    for p in list(inspect.signature(fn).parameters.values())[1:]:
+    for p in list(inspect.signature(fn).parameters.values())[_fixed(fn):]:
         default = p.default
         tp = hints.get(p.name, type(default) if default not in (None, inspect.Parameter.empty) else Any)
         spec = (dataclasses.field() if default is inspect.Parameter.empty

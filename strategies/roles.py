@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from torch import nn
 
@@ -23,7 +23,7 @@ from strategies.archs import PRIMARY_ROLES, SUPPORTED_TYPES, TABLE, Arch, arch_f
 __all__ = [
     "ROLES", "SUPPORTED_TYPES", "LORA_TARGETS", "ParamInfo", "UnmappedParameterError", "require_arch",
     "param_roles", "num_layers", "config_num_layers", "frozen_prefix_layers", "lora_targets", "lora_target_regex",
-    "param_numel",
+    "param_numel", "Layout", "layout_of",
 ]
 
 ROLES = frozenset({*PRIMARY_ROLES, "layernorm", "bias", "adapter"})
@@ -172,3 +172,43 @@ def lora_target_regex(hf_config: Any, targets: Iterable[str]) -> str:
                          "LoRA needs model.roles.layers (where the encoder layers are)")
     alternatives = "|".join(re.escape(table[t]) for t in targets)
     return rf"{re.escape(arch.roles.layers)}\.\d+\.({alternatives})"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A model's parameter names by depth block, bottom to top (what schedules and layer-wise lr decay read):
+    block 0 = the embeddings (with the parameters every layer reads), block 1 + i = encoder layer i, and the
+    head (pooler, classifier, anything outside the layers); and the run's length."""
+
+    blocks: tuple[frozenset[str], ...]    # blocks[0] embeddings (+ shared), blocks[1 + i] encoder layer i
+    head: frozenset[str]                  # pooler, classifier and anything outside the layers: never frozen
+    classifier: frozenset[str]            # the new head alone (lp_ft's probe)
+    max_steps: Optional[int] = None
+    model: Optional[nn.Module] = None     # only for delegating to a static strategy (lp_ft's `then`)
+
+    @property
+    def depth(self) -> int:
+        """Encoder layers."""
+        return len(self.blocks) - 1
+
+    def above(self, frozen: int) -> frozenset[str]:
+        """Everything but the bottom ``frozen`` blocks."""
+        return self.head.union(*self.blocks[frozen:])
+
+
+def layout_of(model: nn.Module, max_steps: int | None = None) -> Layout:
+    """The :class:`Layout` of a prepared model (role table required)."""
+    infos = param_roles(model)
+    depth = num_layers(model)
+    blocks: list[set[str]] = [set() for _ in range(depth + 1)]
+    head, classifier = set(), set()
+    for name, info in infos.items():
+        if "embeddings" in info.roles or info.shared:
+            blocks[0].add(name)
+        elif info.layer is not None:
+            blocks[1 + info.layer].add(name)
+        else:
+            head.add(name)
+            if "classifier" in info.roles:
+                classifier.add(name)
+    return Layout(tuple(frozenset(b) for b in blocks), frozenset(head), frozenset(classifier), max_steps, model)

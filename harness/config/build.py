@@ -281,7 +281,7 @@ def _check_search(search: SearchConfig) -> None:
                 else:
                     raise ConfigError(path, f"expected a strategy name or a {{name:, params:}} mapping, got {v!r}")
                 _check_strategy_train(v, search, f"{path}.train")
-                v = (v.name, json.dumps(v.params, sort_keys=True, default=str))
+                v = (v.name, json.dumps(v.params, sort_keys=True, default=str), v.lr_decay)
             if v in seen:
                 raise ConfigError(path, f"duplicate value {values[i]!r}")
             seen.append(v)

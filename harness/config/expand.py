@@ -54,10 +54,11 @@ def trial_from_dict(data: dict) -> TrialConfig:
 
 
 def strategy_label(s: StrategyConfig) -> str:
-    """Human-readable, stable label: ``top_k(k=2)``; ``full`` without params."""
-    if not s.params:
+    """Human-readable, stable label: ``top_k(k=2)``; ``full`` without params; ``full(lr_decay=0.95)``."""
+    items = sorted(s.params.items()) + ([("lr_decay", s.lr_decay)] if s.lr_decay is not None else [])
+    if not items:
         return s.name
-    inner = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(s.params.items()))
+    inner = ",".join(f"{k}={_fmt(v)}" for k, v in items)
     return f"{s.name}({inner})"
 
 

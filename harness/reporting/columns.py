@@ -16,20 +16,22 @@ BASELINE, ALPHA, POWER = "full", 0.05, 0.8
 VERDICTS = ("superior", "non-inferior", "inconclusive", "inferior", "baseline")
 # report.cost -> (summary column, how it reads in a sentence); lower is cheaper for each
 COSTS = {"params": ("trainable_params", "trainable parameters"), "time": ("wall_s", "wall-clock time"),
-         "memory": ("peak_mem_mb", "peak memory")}
+         "memory": ("peak_mem_mb", "peak memory"), "flops": ("train_tflops", "training compute")}
 
 AXES = ("lr", "batch_size", "scheduler", "grad_clip")
 COLUMNS = ("strategy", *AXES, "metric", "n_seeds", "n_ok", "val_score_mean", "val_score_std", "test_score_mean",
            "test_score_std", "test_score_ci95", "test_score_min", "test_score_max", "test_accuracy_mean",
            "oscillation", "loss_roughness", "trainable_params", "total_params", "trainable_ratio", "samples_per_s",
-           "tokens_per_s", "peak_mem_mb", "wall_s", "steps_to_80", "steps_to_90")
+           "tokens_per_s", "peak_mem_mb", "wall_s", "steps_to_80", "steps_to_90",
+           "trainable_ratio_mean", "train_tflops")   # the cost a schedule really paid (appended: CSV readers keep their columns)
 EXTRA_COLUMNS = ("n_diverged", "n_failed", "n_stopped", "n_running", "max_step_reached", "final_step")
 # the per-strategy summary: the verdict and the numbers it rests on first, then the configuration and the rest
 SUMMARY_COLUMNS = ("strategy", "verdict", "metric", "test_score_mean", "diff_vs_full", "diff_ci_low", "diff_ci_high",
                    "seeds_needed", "trainable_ratio", "pareto", "note", "test_method", "n_ok", "n_seeds",
                    "p_value", "p_adj", "ni_p_value", "ni_p_adj", "boot_ci_low", "boot_ci_high",
                    "test_accuracy_mean", "test_score_std", "test_score_ci95", "val_score_mean", *AXES,
-                   "trainable_params", "samples_per_s", "wall_s", "peak_mem_mb", "oscillation",
+                   "trainable_params", "trainable_ratio_mean", "samples_per_s", "train_tflops", "wall_s", "peak_mem_mb",
+                   "oscillation",
                    "trials", "trials_diverged", "trials_failed")
 # the short table people read first (report.html, comparison.md): fits a laptop screen; diff_ci95 is
 # diff_ci_low..diff_ci_high in one cell
@@ -75,7 +77,11 @@ COLUMN_DOCS = {
                    "> max_steps/2, averaged over ok seeds",
     "loss_roughness": "the same on the per-evaluation train_loss (mean training loss since the previous evaluation)",
     "trainable_params": "parameters the strategy trains", "total_params": "all parameters of the model",
-    "trainable_ratio": "trainable_params / total_params",
+    "trainable_ratio": "trainable_params / total_params (at step 0 for a schedule: its trainable set changes)",
+    "trainable_ratio_mean": f"trainable/total averaged over the training steps (cost.trainable_ratio_mean), mean {_SEL}; "
+                            "equals trainable_ratio for a static strategy",
+    "train_tflops": "model TFLOPs the training steps actually spent (forward, and backward where autograd ran: a "
+                    f"frozen bottom costs its forward only; harness/train/cost.py), mean {_SEL}",
     "samples_per_s": f"training samples per second of training time, mean {_SEL}",
     "tokens_per_s": f"non-padding training tokens per second, mean {_SEL}",
     "peak_mem_mb": f"peak memory (GPU allocated, or process max RSS on CPU) in MiB, mean {_SEL}",

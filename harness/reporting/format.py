@@ -13,10 +13,11 @@ from harness.reporting.recommend import recommendation
 __all__ = ["fmt", "headline", "markdown", "summary_text", "md_table", "to_csv", "settings_line", "OPTIMISTIC"]
 
 _FOUR = {"val_score_mean", "val_score_std", "test_score_mean", "test_score_std", "test_score_ci95", "test_score_min",
-         "test_score_max", "test_accuracy_mean", "oscillation", "loss_roughness", "trainable_ratio"}
+         "test_score_max", "test_accuracy_mean", "oscillation", "loss_roughness", "trainable_ratio",
+         "trainable_ratio_mean"}
 _SIGNED = {"diff_vs_full", "diff_ci_low", "diff_ci_high", "boot_ci_low", "boot_ci_high"}
 _P = {"p_value", "p_adj", "ni_p_value", "ni_p_adj"}
-_ONE = {"samples_per_s", "tokens_per_s", "wall_s"}
+_ONE = {"samples_per_s", "tokens_per_s", "wall_s", "train_tflops"}
 OPTIMISTIC = ("selected on test: optimistic — these results have no validation split, so the best configuration "
               "of each strategy was chosen on the same test split that reports it; expect the numbers to be "
               "a little high, more so for strategies with more configurations")

@@ -27,7 +27,8 @@ PLOT_FILES = {"pareto": "score_vs_cost.png", "val_curve": "val_score_vs_step.png
               "train_loss": "train_loss_vs_step.png", "stability": "stability.png"}
 VERDICT_COLORS = {"superior": "#1a9850", "non-inferior": "#4575b4", "inconclusive": "#999999",
                   "inferior": "#d73027", "baseline": "#000000", None: "#cccccc"}
-_AXIS = {"params": "trainable parameters", "time": "wall-clock seconds per trial", "memory": "peak memory (MiB)"}
+_AXIS = {"params": "trainable parameters", "time": "wall-clock seconds per trial", "memory": "peak memory (MiB)",
+         "flops": "training TFLOPs"}
 _META = {"Software": None}  # no matplotlib version in the PNG: identical results give identical bytes
 DPI = 110
 _MARKER = 70.0               # scatter area, points²

@@ -1,7 +1,7 @@
 """The one sentence that answers the user: which strategy to use instead of ``full``.
 
-The cheapest strategy (by ``report.cost``: trainable parameters, wall-clock time or peak memory) whose verdict
-is ``non-inferior`` or ``superior`` at the margin, with its numbers; or, when none is, what to run next
+The cheapest strategy (by ``report.cost``: trainable parameters, wall-clock time, peak memory or training
+FLOPs) whose verdict is ``non-inferior`` or ``superior`` at the margin, with its numbers; or, when none is, what to run next
 (``seeds_needed`` of the inconclusive strategies). It reads only the summary lines and the settings that
 ``comparison.json`` stores in its metadata, so the W&B adapter can rebuild it from that file.
 """

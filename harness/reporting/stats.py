@@ -93,6 +93,10 @@ class Group:
         return mean_of(f.selection_score(r) for r in self.ok)
 
 
+def _tera(flops: float | None) -> float | None:
+    return None if flops is None else flops / 1e12
+
+
 def _row(trials: Sequence[dict], ok: Sequence[dict], varied: Sequence[str], metric: str | None) -> dict[str, Any]:
     first, hp = trials[0], f.hparams_of(trials[0])
     params = next((r["params"] for r in trials if isinstance(r.get("params"), dict)), {})
@@ -111,6 +115,8 @@ def _row(trials: Sequence[dict], ok: Sequence[dict], varied: Sequence[str], metr
            "loss_roughness": mean_of(over_ok(lambda r: roughness(r, f.series(r.get("history"), "train_loss")))),
            "trainable_params": params.get("trainable"), "total_params": params.get("total"),
            "trainable_ratio": f.num(params.get("ratio")),
+           "trainable_ratio_mean": mean_of(over_ok(lambda r: f.num(f.get(r, "cost", "trainable_ratio_mean")))),
+           "train_tflops": mean_of(over_ok(lambda r: _tera(f.num(f.get(r, "cost", "train_flops"))))),
            "samples_per_s": mean_of(over_ok(lambda r: f.get(r, "throughput", "samples_per_s"))),
            "tokens_per_s": mean_of(over_ok(lambda r: f.get(r, "throughput", "tokens_per_s"))),
            "peak_mem_mb": mean_of(over_ok(lambda r: f.get(r, "memory", "peak_mem_mb"))),

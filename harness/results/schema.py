@@ -133,6 +133,10 @@ class TrialResult(TypedDict, total=False):
     best: Optional[dict]               # {"score", "step"}: the best evaluation of the validation curve
     model_dir: Optional[str]           # the saved Hugging Face folder (output.save_model)
     throughput: Optional[dict]
+    # what the training cost: trainable_ratio_mean (trainable/total averaged over the steps), train_flops (model
+    # FLOPs of the training steps, harness/train/cost.py), steps, changes ([{step, trainable, state}] each time
+    # the trainable set changed: one entry for a static strategy), final_state (auto_freeze's frozen depth)
+    cost: Optional[dict]
     timing: Optional[Timing]
     memory: Optional[dict]
     skipped_steps: int
@@ -162,16 +166,16 @@ def _identity(trial: TrialConfig) -> TrialResult:
 def new_result(trial: TrialConfig) -> TrialResult:
     """The record of a trial that starts now (status ``running``, nothing measured yet)."""
     return TrialResult(**_identity(trial), status="running", reason=None, params=None, history=[], train_losses=[],
-                       val=None, test=None, predictions=None, best=None, throughput=None, timing=None, memory=None,
-                       skipped_steps=0, resumed_from_step=None, model_dir=None, started_at=now(), finished_at=None,
+                       val=None, test=None, predictions=None, best=None, throughput=None, cost=None, timing=None,
+                       memory=None, skipped_steps=0, resumed_from_step=None, model_dir=None, started_at=now(), finished_at=None,
                        env=environment())
 
 
 def failed_result(trial: TrialConfig, reason: str) -> TrialResult:
     """The record of a trial that failed without writing one itself (it never started, or its worker died)."""
     return TrialResult(**_identity(trial), status="failed", reason=reason, params=None, history=[], train_losses=[],
-                       val=None, test=None, predictions=None, best=None, throughput=None, timing=None, memory=None,
-                       skipped_steps=0, resumed_from_step=None, model_dir=None, started_at=None, finished_at=now(),
+                       val=None, test=None, predictions=None, best=None, throughput=None, cost=None, timing=None,
+                       memory=None, skipped_steps=0, resumed_from_step=None, model_dir=None, started_at=None, finished_at=now(),
                        env={})
 
 

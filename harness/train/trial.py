@@ -37,6 +37,7 @@ from harness.train.engines.base import MODEL_INPUTS
 from harness.train.evaluate import Evaluation, collate_split, evaluate, to_device
 from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
+from harness.train.scheduled import Trainability
 
 __all__ = ["run_trial", "Report", "Diverged", "pick_device", "metric_of"]
 
@@ -96,6 +97,8 @@ class _Run:
         # fixed costs (result ``timing``, see harness.results.schema.Timing)
         self.times = dict.fromkeys(("setup_s", "data_load_s", "model_load_s", "prefix_s", "checkpoint_s", "write_s"),
                                    0.0)
+        self.lengths: list[int] = []   # real lengths of the current step's reviews (cost accounting)
+        self.trainability: Trainability | None = None   # the strategy's trainable set per step (set up in _setup)
 
     @property
     def path(self) -> Path:
@@ -128,8 +131,10 @@ def _setup(run: _Run) -> _Setup:
              f"{frozen.trainable:,}", f"{frozen.total:,}", 100 * frozen.ratio)
     run.result["params"] = {"trainable": frozen.trainable, "total": frozen.total, "ratio": frozen.ratio}
     model.to(device).train()
+    trainability = run.trainability = Trainability(cfg, model, frozen.total)   # a schedule: all it will train, for now
     prefix = prefix_cache.for_trial(cfg, model, frozen.names)  # None unless train.cache_frozen_prefix (may refuse)
-    engine = make_engine(model, cfg.train, device, prefix=prefix)
+    engine = make_engine(model, cfg.train, device, prefix=prefix, lr_decay=cfg.strategy.lr_decay)
+    trainability.begin(model)   # the optimizer covers the union; step 0's set is what trains first
     run.times["model_load_s"] = time.perf_counter() - t_model
     if prefix is not None:  # train.shared_prefix: the sweep's frozen-prefix features, computed once, mapped
         t_prefix = time.perf_counter()
@@ -176,6 +181,8 @@ def _restore(run: _Run, engine: Engine, stream, restore_from) -> None:
         run.step = step
         run.result.update(saved)
         run.train_s, run.eval_s, run.samples, run.tokens, run.padded = timing
+        if "trainability" in state:   # schedule position (auto_freeze's depth and gradient norms), cost so far
+            run.trainability.load_state_dict(state["trainability"])
         run.result["resumed_from_step"] = run.step
         log.info("%s: resumed from step %d (%s)", run.cfg.trial_id, run.step, folder)
         return
@@ -196,7 +203,7 @@ def _save_checkpoint(run: _Run, engine: Engine, stream) -> str:
     state = {"step": run.step, "engine": engine.state_dict(), "stream": stream.state_dict(), "rng": rng_state(),
              "result": {"history": run.result["history"], "train_losses": run.result["train_losses"]},
              "train_s": run.train_s, "eval_s": run.eval_s, "samples": run.samples, "tokens": run.tokens,
-             "padded": run.padded}
+             "padded": run.padded, "trainability": run.trainability.state_dict()}
     return str(save_checkpoint(run.scratch / f"step_{run.step:07d}", engine.trainable_state(), state))
 
 
@@ -241,6 +248,7 @@ def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generat
         run.samples += len(idx)
         run.tokens += int(batch["n_tokens"])
         run.padded += int(batch["input_ids"].numel())
+        run.lengths += batch["attention_mask"].sum(1).tolist()
         batch = to_device(batch, s.device)
         loss = loss_fn(engine.forward(batch, examples=("train", idx)), batch["labels"], tc.label_smoothing) / tc.grad_accum
         engine.backward(loss)
@@ -248,6 +256,7 @@ def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generat
     total = global_mean(total, s.device)  # ranks agree on the loss (and so on divergence)
     if not math.isfinite(total) or total > tc.diverge_loss:
         raise Diverged(f"training loss {total} at step {run.step + 1} (lr {engine.current_lr():g})")
+    run.trainability.after_backward(engine.model)   # auto_freeze reads the gradient norms before they are cleared
     run.window_norms.append(engine.step())
     run.step += 1
     run.train_s += time.perf_counter() - t
@@ -296,6 +305,8 @@ def _finish(run: _Run, s: _Setup | None) -> None:
     if res["history"]:
         best = max(res["history"], key=lambda r: r["val_score"] if r["val_score"] == r["val_score"] else -math.inf)
         res["best"] = {"score": best["val_score"], "step": best["step"]}
+    if s is not None and run.trainability is not None:
+        res["cost"] = run.trainability.summary(s.engine.model, getattr(s.engine, "prefix", None))
     res["throughput"] = {
         "samples_per_s": run.samples / run.train_s if run.train_s else None,
         "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
@@ -344,7 +355,11 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
         if run.step == 0:
             run.report(_record_eval(run, s), None)
         while run.step < tc.max_steps:
+            run.trainability.before_step(s.engine.model, run.step)   # the schedule's set for this step
+            run.lengths = []
             _train_step(run, s.engine, stream, s, gen)
+            run.trainability.after_step(s.engine.model, run.step, run.lengths,
+                                        cached=getattr(s.engine, "prefix", None) is not None)
             if run.step % tc.eval_every == 0 or run.step == tc.max_steps:
                 row = _record_eval(run, s)
                 ckpt = None

@@ -55,6 +55,11 @@ CASES: dict[str, tuple[dict, Callable[[str], bool]]] = {
     "lora": ({"r": 4, "targets": ["query", "value", "ffn_in"]}, lambda n: "lora_" in n or _head(n)),
     "rules": ({"train": [r"\.layers?\.1\.", "^classifier"], "freeze": [r"\.bias$"]},
               lambda n: (_layer(n) == 1 or _head(n)) and not n.endswith(".bias")),
+    # schedules: their step-0 set (tests/strategies/test_schedules.py follows them over the steps)
+    "gradual_unfreeze": ({"every": 5}, lambda n: _head(n) or _pooler(n)),
+    "progressive_freeze": ({}, lambda n: True),
+    "lp_ft": ({"probe_steps": 5}, _head),
+    "auto_freeze": ({}, lambda n: True),
 }
 LORA_TARGETS = {"modernbert": ["qkv", "ffn_in"]}     # fused query/key/value: no per-Q/V targets
 # Softmax is invariant to the attention key bias: its gradient is ~0, so it need not move in a few steps.

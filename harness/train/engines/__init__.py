@@ -22,12 +22,14 @@ __all__ = ["Engine", "Examples", "TorchEngine", "DDPEngine", "DeepSpeedEngine", 
 
 
 def make_engine(model: torch.nn.Module, train: TrainConfig, device: torch.device,
-                prefix: PrefixCache | None = None) -> Engine:
+                prefix: PrefixCache | None = None, lr_decay: float | None = None) -> Engine:
     """The engine for ``train.backend`` (DeepSpeed imports deepspeed only here, when asked for). ``prefix``: the
-    trial's frozen-prefix cache (torch backend, one worker; pre-flight refuses it elsewhere)."""
+    trial's frozen-prefix cache (torch backend, one worker; pre-flight refuses it elsewhere). ``lr_decay``: the
+    strategy's layer-wise lr decay (optimizer parameter groups). The optimizer covers the parameters that have
+    ``requires_grad`` now: a schedule sets every parameter it will ever train before this call."""
     if prefix is not None and (train.backend != "torch" or rank_world()[1] > 1):
         raise ValueError(f"{prefix_cache.KEY} needs train.backend torch and one worker")
     if train.backend == "deepspeed":
-        return DeepSpeedEngine(model, train, device)
-    engine = TorchEngine(model, train, device, prefix=prefix)
+        return DeepSpeedEngine(model, train, device, lr_decay=lr_decay)
+    engine = TorchEngine(model, train, device, prefix=prefix, lr_decay=lr_decay)
     return DDPEngine(engine) if rank_world()[1] > 1 else engine   # multi-worker trial: DDP gradient all-reduce

@@ -48,15 +48,17 @@ class Engine(Protocol):
     def load_trainable_state(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters that train (what a checkpoint must hold)."""
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_state(model: torch.nn.Module, names: frozenset[str] | None = None) -> dict[str, torch.Tensor]:
+    """The parameters that train (what a checkpoint must hold): ``names``, else those with ``requires_grad``."""
+    return {n: p.detach() for n, p in model.named_parameters() if (p.requires_grad if names is None else n in names)}
 
 
-def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy checkpointed trainable parameters in (device and dtype of the model's own tensors)."""
+def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
+                         names: frozenset[str] | None = None) -> None:
+    """Copy checkpointed trainable parameters (``names``, else those with ``requires_grad``) in (device and dtype
+    of the model's own tensors)."""
     params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+    missing = [n for n, p in params.items() if (p.requires_grad if names is None else n in names) and n not in tensors]
     if missing:
         raise ValueError(f"checkpoint lacks trainable parameters: {missing[:5]}")
     unknown = [n for n in tensors if n not in params]

@@ -71,7 +71,8 @@ def _to_plain(node: Any, path: str = "") -> Any:
 class DeepSpeedEngine:
     """AdamW over trainable parameters through DeepSpeed (ZeRO 0/1/2, bf16 / fp16 dynamic scaling / fp32)."""
 
-    def __init__(self, model: torch.nn.Module, train: TrainConfig, device: torch.device):
+    def __init__(self, model: torch.nn.Module, train: TrainConfig, device: torch.device,
+                 lr_decay: float | None = None):
         deepspeed = import_deepspeed(device)
         self.train_cfg, self.device = train, device
         self._stack = contextlib.ExitStack()
@@ -89,7 +90,7 @@ class DeepSpeedEngine:
                 cpu_fast.tune_malloc()
                 cpu_fast.install(model)
             # on CPU as before (the stock loop under DeepSpeed's wrappers); on CUDA fused, as before
-            optimizer = build_optimizer(model, train, fused=None if device.type == "cuda" else False)
+            optimizer = build_optimizer(model, train, lr_decay, fused=None if device.type == "cuda" else False)
             scheduler = build_scheduler(optimizer, train)
             trainable = [p for p in model.parameters() if p.requires_grad]
             self.ds, self.optimizer, _, self.scheduler = deepspeed.initialize(

@@ -19,14 +19,17 @@ class TorchEngine:
     """AdamW over trainable parameters, LambdaLR schedule, autocast (bf16 / fp16 + GradScaler / fp32)."""
 
     def __init__(self, model: torch.nn.Module, train: TrainConfig, device: torch.device,
-                 prefix: PrefixCache | None = None):
+                 prefix: PrefixCache | None = None, lr_decay: float | None = None):
         self.model, self.train_cfg, self.device = model, train, device
         self.prefix = prefix   # train.cache_frozen_prefix: the frozen bottom runs once per example
         self.dtype = AUTOCAST_DTYPES[train.precision]
         if train.precision == "fp16" and device.type != "cuda":
             raise ValueError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(model, train)
+        # what checkpoints hold: every parameter the optimizer covers (a schedule may freeze some of them later,
+        # after they trained)
+        self.names = frozenset(n for n, p in model.named_parameters() if p.requires_grad)
+        self.optimizer = build_optimizer(model, train, lr_decay)
         self.scheduler = build_scheduler(self.optimizer, train)
         self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
         self.max_norm = train.grad_clip if train.grad_clip is not None else math.inf
@@ -85,7 +88,7 @@ class TorchEngine:
             self.scaler.load_state_dict(state["scaler"])
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return trainable_state(self.model)
+        return trainable_state(self.model, self.names)
 
     def load_trainable_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        load_trainable_state(self.model, tensors)
+        load_trainable_state(self.model, tensors, self.names)
