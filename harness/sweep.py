@@ -27,6 +27,7 @@ from harness.reporting import NoResults, write_report
 from harness.results import write_json_atomic
 from harness.results.lock import LockHeld, SweepLock
 from harness.train.model import load_tokenizer, tokenizer_source
+from harness.train.cost import schedule
 
 __all__ = ["main", "parse_args"]
 
@@ -145,7 +146,6 @@ def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: Swe
     from harness.adapters.ray import finalize_results, init_ray, run_tune
     from harness.adapters.ray.search import realised_trials, run_search, set_aside_unplanned
     from harness.adapters.slurm.signals import EXIT_INTERRUPTED, graceful_stop
-    from harness.train.cost import schedule
 
     wandb_adapter.prepare_sweep(cfg, sweep_dir, console=print)  # W&B mode, run folder, run-id salt
     init_ray(args.address, cfg.resources.num_cpus)

@@ -69,8 +69,10 @@ def linear_plan(model: torch.nn.Module) -> dict:
     attention = []
     for i in layers:
         own = {x["name"].split(f".layer.{i}.", 1)[1]: x for x in linears if x["layer"] == i}
-        q = next(v for k, v in own.items() if k.endswith(("self.query", "q_lin", "query_proj")))
-        o = next(v for k, v in own.items() if k.endswith(("attention.output.dense", "out_lin")))
+        q = next((v for k, v in own.items() if k.endswith(("self.query", "q_lin", "query_proj"))), None)
+        o = next((v for k, v in own.items() if k.endswith(("attention.output.dense", "out_lin"))), None)
+        if q is None or o is None:   # a layout without a table (model.roles): its Linears count, QKᵀ/PV do not
+            continue
         attention.append({"layer": i, "pv_grad": o["in_grad"], "qk_grad": q["out_grad"]})
     return {"linears": linears, "attention": attention, "hidden": model.config.hidden_size}
 

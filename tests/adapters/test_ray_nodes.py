@@ -103,7 +103,8 @@ def lost_node(tmp_path_factory, cache_dir):
         _wait_started(worker, tmp / "worker.log")
         log = tmp / "sweep.log"
         t0 = time.time()
-        sweep = start_sweep(write_config(tmp / "nodes.yaml", data), env, log, "--address", f"127.0.0.1:{port}")
+        sweep = start_sweep(write_config(tmp / "nodes.yaml", data), env, log, "--address", f"127.0.0.1:{port}",
+                            "--set", "logging.level=debug")   # the per-start lines count the restarts
         deadline = time.time() + 300
         while not pidfile.exists():
             assert sweep.poll() is None and time.time() < deadline, tail(log) + tail(tmp / "worker.log")

@@ -1,5 +1,5 @@
 """Live console progress for a sweep: a status line on trial ends (each one, but at most one every
-``min_interval_s`` in a sweep of many short trials; failures and the last trial always) and every ``every_s``
+``min_interval_s`` in a sweep of many short trials; failures, the last trial and, at debug level, every trial always) and every ``every_s``
 seconds while trials run, with done / running / pending / failed, elapsed time, an ETA from the finished trials' durations and
 the best validation score so far per strategy. ``logging.level: debug`` adds one line per evaluation and per
 trial start. When stdout is a terminal the status line between those events is redrawn in place (a live bar).
@@ -152,7 +152,7 @@ class ProgressCallback(tune.Callback):
         self._record(tid, status, acc, self._label(trial, tid))
         acc_s = f" val {acc:.4f}" if isinstance(acc, float) else ""
         last = len(self.done) >= self.total
-        if last or len(self.durations) == 1 or status != "ok" or time.time() - self.last_line >= self.min_interval_s:
+        if self.debug or last or len(self.durations) == 1 or status != "ok" or time.time() - self.last_line >= self.min_interval_s:
             self._say(f"{self.status()} | finished {tid}: {status}{acc_s}")
         elif self.live:
             sys.stdout.write("\r\033[K" + self.status()[:200])

@@ -158,8 +158,10 @@ def experiment_path(trial: TrialConfig) -> Path:
 
 def tune_config(res, **kwargs) -> tune.TuneConfig:
     """Trials named by their freezebench id (readable; also the folder name in Tune's storage). Actors are reused
-    between trials: a new trial then skips the worker's start-up and imports (seconds per trial; see
-    docs/performance.md, sweep_scale)."""
+    between trials by default (sampled studies): a new trial then skips the worker's start-up and imports (seconds
+    per trial; see docs/performance.md, sweep_scale). Grid sweeps pass ``reuse_actors=False``: with reuse the
+    two-node SLURM test saw every trial on one node, so grids keep one fresh actor per trial until that is
+    understood."""
     kwargs.setdefault("max_concurrent_trials", max_concurrent(res))
     kwargs.setdefault("reuse_actors", True)
     return tune.TuneConfig(trial_name_creator=lambda t: trial_id_of(t.config),
@@ -203,6 +205,6 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     else:
         param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]),
                        "tokenized_path": tokenized_path, "log_level": first.logging.level.upper()}
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler),
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler, reuse_actors=False),
                            run_config=run_config(res, exp, callbacks))
     return tuner.fit()
