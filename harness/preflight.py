@@ -21,9 +21,11 @@ from harness.data.reach import hub_cached, hub_endpoint, hub_offline, probe
 from harness.train import prefix_cache
 from harness.train.engines.deepspeed_config import check_sweep
 from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config, resolve_source
+from harness.train.precision import resolve, slow_bf16_reason
 from harness.train.scheduled import check_schedule
+from harness.train.trial import pick_device
 
-__all__ = ["preflight", "check_hub", "check_local_machine", "plan_rows", "format_plan", "format_search_plan",
+__all__ = ["preflight", "check_hub", "check_local_machine", "precision_notes", "plan_rows", "format_plan", "format_search_plan",
            "check_searcher", "INPUT_ERRORS"]
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, strategies.StrategyError, DataError, ModelSourceError)
@@ -260,6 +262,25 @@ def check_local_machine(cfg: SweepConfig, trials: list[TrialConfig] | None = Non
         if t.precision == "fp16":
             raise ConfigError(_where(cfg, trial, "precision"), "fp16 needs a GPU and this machine has none "
                               f"(train.device: {t.device} runs on the CPU); use bf16 or fp32")
+
+
+def precision_notes(cfg: SweepConfig, trials: list[TrialConfig]) -> list[str]:
+    """What ``train.precision`` becomes on this machine, for a local sweep's console: ``auto`` resolved, and a
+    warning for an explicit ``bf16`` a CPU can only emulate (each distinct setting once)."""
+    notes: list[str] = []
+    for trial in trials:
+        t = trial.train
+        device = pick_device(t.device)
+        if t.precision == "auto":
+            note = f"precision: auto -> {resolve('auto', device)} on this {device.type}"
+            if device.type == "cpu" and resolve("auto", device) == "fp32":
+                note += " (no bf16 instructions: AMX, AVX512_BF16)"
+        else:
+            reason = slow_bf16_reason(t.precision, device)
+            note = f"warning: {_where(cfg, trial, 'precision')}: bf16: {reason}" if reason else None
+        if note and note not in notes:
+            notes.append(note)
+    return notes
 
 
 def plan_rows(cfg: SweepConfig, trials: list[TrialConfig]) -> list[dict]:

@@ -22,7 +22,7 @@ from harness.config.search import sampled, studies
 from harness.data import tokenize_cache
 from harness.keep_models import keep_models
 from harness.preflight import (INPUT_ERRORS, check_local_machine, format_plan, format_search_plan, plan_rows,
-                               preflight)
+                               precision_notes, preflight)
 from harness.reporting import NoResults, write_report
 from harness.results import write_json_atomic
 from harness.results.lock import LockHeld, SweepLock
@@ -141,6 +141,9 @@ def _run_locked(args, cfg: SweepConfig, trials: list, sweep_dir: Path, lock: Swe
     else:
         print(f"sweep {cfg.name}: {cfg.search.algorithm} search, {len(plan)} strategies x {cfg.search.num_samples} "
               f"configurations x {len(plan[0].seeds)} seeds = {sum(s.n_trials for s in plan)} trials -> {sweep_dir}")
+    if args.address is None:   # a local Ray: the trials run on this machine's CPU or GPU
+        for note in precision_notes(cfg, trials):
+            print(note)
     # the adapters import ray (seconds): only once a sweep really starts, not for --help or --dry-run
     from harness.adapters import wandb as wandb_adapter
     from harness.adapters.ray import finalize_results, init_ray, run_tune

@@ -131,7 +131,8 @@ class TrainConfig:
     label_smoothing: Annotated[float, Field(ge=0, lt=1), NUMBER] = 0.0
     # seeded augmentation: drop each token with this prob
     word_dropout: Annotated[float, Field(ge=0, lt=1), NUMBER] = 0.0
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    # auto: bf16 on a GPU or CPU with bf16 instructions (AMX, AVX512_BF16), fp32 elsewhere (harness.train.precision)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     backend: Literal["torch", "deepspeed"] = "torch"
     deepspeed_config: Optional[Str] = None         # user DeepSpeed JSON merged with the trial's values
     zero_stage: Annotated[Int, Field(ge=0, le=2)] = 0

@@ -14,7 +14,7 @@ import resource
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -37,6 +37,7 @@ from harness.train.engines.base import MODEL_INPUTS
 from harness.train.evaluate import Evaluation, collate_split, evaluate, to_device
 from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
+from harness.train.precision import resolve as resolve_precision
 from harness.train.scheduled import Trainability
 
 __all__ = ["run_trial", "Report", "Diverged", "pick_device", "metric_of"]
@@ -311,6 +312,7 @@ def _finish(run: _Run, s: _Setup | None) -> None:
         "samples_per_s": run.samples / run.train_s if run.train_s else None,
         "tokens_per_s": run.tokens / run.train_s if run.train_s else None,
         "padding_fraction": 1 - run.tokens / run.padded if run.padded else None,
+        "precision": run.cfg.train.precision,     # what train.precision (auto) ran at on this machine
     }
     res["timing"] = Timing(wall_s=time.time() - run.t0, train_s=run.train_s, eval_s=run.eval_s, test_s=run.test_s,
                            **run.times)
@@ -340,7 +342,11 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
     scratch = Path(scratch_dir) if scratch_dir else result_path(cfg.output.dir, cfg.sweep, cfg.trial_id).parent / "ckpt"
     if isinstance(restore_from, (str, Path)):
         restore_from = [str(restore_from)]
-    run = _Run(cfg, report, tokenized_path, scratch)
+    run = _Run(cfg, report, tokenized_path, scratch)   # the result records the config as written (precision auto)
+    precision = resolve_precision(cfg.train.precision, pick_device(cfg.train.device))
+    if precision != cfg.train.precision:   # everything below (engine, prefix cache key) sees the concrete one
+        run.cfg = cfg = replace(cfg, train=replace(cfg.train, precision=precision))
+        log.info("%s: train.precision auto -> %s", cfg.trial_id, precision)
     tc = cfg.train
     s: _Setup | None = None
     try:

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from harness.config import TrainConfig
@@ -15,6 +17,7 @@ from harness.train.engines.base import (AUTOCAST_DTYPES, Engine, Examples, load_
 from harness.train.engines.ddp import DDPEngine
 from harness.train.engines.deepspeed_engine import DeepSpeedEngine
 from harness.train.engines.torch_engine import TorchEngine
+from harness.train.precision import resolve
 from harness.train.prefix_cache import PrefixCache
 
 __all__ = ["Engine", "Examples", "TorchEngine", "DDPEngine", "DeepSpeedEngine", "make_engine", "loss_fn", "trainable_state",
@@ -27,6 +30,7 @@ def make_engine(model: torch.nn.Module, train: TrainConfig, device: torch.device
     trial's frozen-prefix cache (torch backend, one worker; pre-flight refuses it elsewhere). ``lr_decay``: the
     strategy's layer-wise lr decay (optimizer parameter groups). The optimizer covers the parameters that have
     ``requires_grad`` now: a schedule sets every parameter it will ever train before this call."""
+    train = replace(train, precision=resolve(train.precision, device))   # auto: bf16 where it is native
     if prefix is not None and (train.backend != "torch" or rank_world()[1] > 1):
         raise ValueError(f"{prefix_cache.KEY} needs train.backend torch and one worker")
     if train.backend == "deepspeed":
