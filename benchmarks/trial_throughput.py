@@ -17,9 +17,10 @@ interleaved, medians reported:
   accuracy of each on the same evaluation subset.
 
 Throughput is over all optimizer steps (warm-up included, cache fills included): samples/s, real (unpadded)
-tokens/s. MFU = model FLOPs the steps need / training time / a bf16 matmul peak measured here (4096² matmuls on
-the trial's threads). FLOPs counted per batch from the real lengths: forward 2·in·out per token for every
-Linear (pooler and classifier per review) + 4·h·Σlᵢ² for attention scores and values; backward 2·in·out per
+tokens/s. MFU = model FLOPs the steps need / training time / a matmul peak measured here in the harness's precision
+(4096² matmuls on the trial's threads: bf16 where the CPU has bf16 instructions, else fp32). FLOPs counted per
+batch from the real lengths: forward 2·in·out per token for every Linear (pooler and classifier per review) +
+4·h·Σlᵢ² for attention scores and values; backward 2·in·out per
 token for each Linear whose input needs a gradient (activation gradients stop at the lowest trainable layer)
 plus the same for each Linear whose weight trains, and 4·h·Σlᵢ² per attention half (dP,dV / dQ,dK) that needs
 it. Which Linears need what is read off autograd itself (a hooked forward), not assumed.
@@ -47,7 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.train.cost import batch_flops, cached_flops  # noqa: E402  (the one FLOP count, shared with trials)
-from harness.train.precision import resolve as resolve_precision  # noqa: E402
+from harness.train.precision import cpu_native_bf16, resolve as resolve_precision  # noqa: E402
 
 __all__ = ["main", "sweep_overhead", "linear_plan", "batch_flops", "matmul_peak", "run_benchmark"]
 
@@ -67,13 +68,14 @@ def linear_plan(model, trainable: frozenset[str]) -> dict:
     return plan_of(model)
 
 
-def matmul_peak(threads: int, size: int = 4096, iters: int = 6) -> float:
-    """Best bf16 matmul FLOP/s of ``size``² matrices on ``threads`` threads (after a warm-up)."""
+def matmul_peak(threads: int, size: int = 4096, iters: int = 6, precision: str = "bf16") -> float:
+    """Best matmul FLOP/s of ``size``² matrices in ``precision`` on ``threads`` threads (after a warm-up)."""
     import torch
 
     torch.set_num_threads(threads)
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
     torch.matmul(a, b)
     best = float("inf")
     for _ in range(iters):
@@ -243,9 +245,10 @@ def _specs(args, tokenized: dict) -> list[dict]:
                       "strategy": strategy, "precision": prec})
         specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-{prec}-grouped", "job": strategy,
                       "engine": "trainer", "strategy": strategy, "precision": prec, "grouped": True})
-        specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-{other}", "job": strategy, "engine": "trainer",
-                      "strategy": strategy, "precision": other, "probe": True, "main": f"{strategy}/trainer-{prec}",
-                      "steps": min(args.steps, args.fp32_probe_steps)})
+        if other == "fp32" or cpu_native_bf16():   # emulated bf16 (no bf16 instructions) is 10-100x slower: skipped
+            specs.append({**base, **cmp_data, "id": f"{strategy}/trainer-{other}", "job": strategy,
+                          "engine": "trainer", "strategy": strategy, "precision": other, "probe": True,
+                          "main": f"{strategy}/trainer-{prec}", "steps": min(args.steps, args.fp32_probe_steps)})
     for strategy, params in (("head_only", {}), ("top_k", {"k": 2})) if args.only in ("all", "cache") else ():
         for cached in (False, True):
             name = strategy + (f"(k={params['k']})" if params else "")
@@ -298,8 +301,9 @@ def run_benchmark(args) -> dict:
         if key not in plans:
             plans[key] = linear_plan(model, strategies.trainable_names(model, spec["strategy"], spec["params"]))
     del model
-    peak = matmul_peak(args.threads)
-    print(f"bf16 matmul peak (4096², {args.threads} threads): {peak / 1e12:.3f} TFLOP/s", flush=True)
+    prec = resolve_precision("auto", "cpu")   # the harness's precision here; MFU is against that dtype's peak
+    peak = matmul_peak(args.threads, precision=prec)
+    print(f"{prec} matmul peak (4096², {args.threads} threads): {peak / 1e12:.3f} TFLOP/s", flush=True)
     results: dict[str, list[dict]] = {s["id"]: [] for s in specs}
     n = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -313,10 +317,10 @@ def run_benchmark(args) -> dict:
                 results[spec["id"]].append(res)
                 print(f"  [{r + 1}/{args.repeats}] {spec['id']:<32} {res['samples'] / res['train_s']:7.2f} samples/s "
                       f"train {res['train_s']:6.1f}s  wall {res['wall_s']:6.1f}s", flush=True)
-    peak_after = matmul_peak(args.threads)
+    peak_after = matmul_peak(args.threads, precision=prec)
     rows = _rows(specs, results, max(peak, peak_after))
     meta = {"date": started.isoformat(timespec="seconds"), "machine": _machine(), "threads": args.threads,
-            "peak_tflops": max(peak, peak_after) / 1e12, "peak_tflops_start_end": [peak / 1e12, peak_after / 1e12],
+            "peak_tflops": max(peak, peak_after) / 1e12, "peak_precision": prec, "peak_tflops_start_end": [peak / 1e12, peak_after / 1e12],
             "load_start": load0, "load_end": os.getloadavg(), "steps": args.steps, "cache_steps": args.cache_steps,
             "cache_train_size": args.cache_train_size, "cache_epochs": args.cache_steps * BATCH / args.cache_train_size,
             "train_size": args.train_size, "eval_size": args.eval_size, "repeats": args.repeats,
@@ -398,7 +402,7 @@ def format_table(report: dict) -> str:
     hd = "model default (0.1)" if m.get("dropout") is None else f"{m['dropout']:g}"
     lines = [
         f"Run {m['date']} on {m['machine']}; {m['threads']} threads; load average {m['load_start'][0]:.1f} at the "
-        f"start, {m['load_end'][0]:.1f} at the end; measured bf16 matmul peak {m['peak_tflops']:.3f} TFLOP/s "
+        f"start, {m['load_end'][0]:.1f} at the end; measured {m.get('peak_precision', 'bf16')} matmul peak {m['peak_tflops']:.3f} TFLOP/s "
         f"(start {m['peak_tflops_start_end'][0]:.3f}, end {m['peak_tflops_start_end'][1]:.3f}). "
         f"Medians of {m['repeats']} runs; hidden dropout {hd}, attention dropout {ad}; `{m['command'].strip()}` took {m['wall_s'] / 60:.1f} min.",
         "",
