@@ -5,14 +5,15 @@ BIN    := $(VENV)/bin
 # The CPU wheel of torch; on a CUDA machine use e.g. `make install TORCH=torch==2.13.0+cu128` or a preinstalled one.
 TORCH  ?= torch==2.13.0
 DEEPSPEED ?= deepspeed==0.19.8
-DATA   ?= stanfordnlp/imdb
+# IMDB: the shared local copy where there is one (offline machines, CI), else the hub id
+DATA   ?= $(if $(wildcard ../shared/data/imdb/*.parquet),../shared/data/imdb,stanfordnlp/imdb)
 STAMP  := $(VENV)/.freezebench-installed
 PYTEST_ARGS ?=
 
 .PHONY: install quickstart test test-fast clean help
 
 help:
-	@echo "make quickstart [DATA=../shared/data/imdb]  install into $(VENV), run configs/quickstart.yaml"
+	@echo "make quickstart [DATA=stanfordnlp/imdb]     install into $(VENV), run configs/quickstart.yaml (DATA: $(DATA))"
 	@echo "make test                                  install into $(VENV), run the whole test suite"
 
 $(STAMP): pyproject.toml Makefile
