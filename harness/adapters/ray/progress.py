@@ -54,6 +54,7 @@ class ProgressCallback(tune.Callback):
         self.live = (console is print and sys.stdout.isatty()) if live is None else live
         self.done: dict[str, str] = {}
         self.running: dict[str, float] = {}       # trial id -> start time
+        self.progress: dict[str, float] = {}      # running trial id -> fraction of its steps done (last report)
         self.durations: list[float] = []          # wall-clock seconds of the trials that finished here
         self.best: dict[str, tuple[float, str]] = {}   # strategy -> (validation score, trial id)
         self.first_start: float | None = None
@@ -64,13 +65,19 @@ class ProgressCallback(tune.Callback):
 
     # ------------------------------------------------------------------ the line
     def eta(self) -> float | None:
-        """Trials left / the rate at which trials finished here (finished trials over the time since the first
-        one started: that counts the gaps between trials - actor start-up, scheduling - as well as the trials'
-        own durations, which alone would underestimate a sweep of short trials). None until one has finished."""
-        if not self.durations or self.first_start is None:
+        """Work left / the rate at which work got done here, in trials: finished trials plus the fraction of
+        its steps each running trial reported, over the time since the first trial started (that counts the
+        gaps between trials - actor start-up, scheduling - as well as the trials' own durations, which alone
+        would underestimate a sweep of short trials). Counting the running trials' steps makes the estimate
+        fall while long trials run instead of rising until one finishes. None until some work is done."""
+        if self.first_start is None:
             return None
-        rate = len(self.durations) / max(1e-6, time.time() - self.first_start)
-        return max(0, self.total - len(self.done)) / rate
+        partial = sum(min(0.99, self.progress.get(tid, 0.0)) for tid in self.running)
+        done = len(self.durations) + partial
+        if done <= 0:
+            return None
+        rate = done / max(1e-6, time.time() - self.first_start)
+        return max(0.0, self.total - len(self.done) - partial) / rate
 
     def status(self) -> str:
         failed = sum(1 for s in self.done.values() if s == "failed")
@@ -124,12 +131,15 @@ class ProgressCallback(tune.Callback):
         self.running.setdefault(tid, time.time())
         if result.get("done") is True:
             return
+        step = result.get("step")
+        steps = self.max_steps.get(tid) or (trial.config.get("trial") or {}).get("train", {}).get("max_steps")
+        if isinstance(step, int) and isinstance(steps, int) and steps > 0:
+            self.progress[tid] = step / steps
         if self.debug:
             acc, loss, sps = result.get("val_score"), result.get("train_loss"), result.get("samples_per_s")
             acc_s = f" val {acc:.4f}" if isinstance(acc, float) else ""
             loss_s = f" loss {loss:.4f}" if isinstance(loss, float) else ""
             speed = f" {sps:.1f} samples/s" if sps else ""
-            steps = self.max_steps.get(tid) or (trial.config.get("trial") or {}).get("train", {}).get("max_steps")
             self._say(f"  {tid} step {result.get('step')}/{steps}{acc_s}{loss_s}{speed}")
         elif time.time() - self.last_line >= self.every_s:
             self._say(self.status())
@@ -140,6 +150,7 @@ class ProgressCallback(tune.Callback):
     def _finish(self, trial) -> str:
         tid = trial_key(trial)
         started = self.running.pop(tid, None)
+        self.progress.pop(tid, None)
         if started is not None:
             self.durations.append(time.time() - started)
         return tid
