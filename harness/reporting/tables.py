@@ -14,6 +14,7 @@ import harness.reporting.fields as f
 from harness.config.build import build
 from harness.config.schema import ReportConfig
 from harness.reporting.bootstrap import Predictions
+from harness.reporting.chance import chance_level, chance_sentence
 from harness.reporting.columns import ALPHA, BASELINE, COSTS, describe, row_columns, summary_columns
 from harness.reporting.recommend import recommendation
 from harness.reporting.stats import build_groups, varied_hparams
@@ -71,12 +72,16 @@ def tables_from_results(sweep_dir: Path, results: Sequence[dict], settings: Repo
     counts = {s: sum(1 for r in results if r.get("status") == s) for s in STATUSES}
     columns, scols = row_columns(varied), summary_columns(varied)
     name = _sweep_json(sweep_dir).get("name") or results[0].get("sweep") or sweep_dir.name
+    chance = chance_level(results, metric, predictions, next((s for s in summary if s["strategy"] == BASELINE), None))
+    advice = recommendation(summary, cfg.margin, cfg.cost, metric, on_test > 0)
+    if chance and chance["above"] is False:   # a verdict against a baseline at chance says nothing
+        advice = f"{chance_sentence(chance, metric)} {advice}"
     return {"sweep": str(name), "n_trials": len(results), "status_counts": counts, "baseline": BASELINE,
             "alpha": ALPHA, "metric": metric, "margin": cfg.margin, "cost": cfg.cost, "cost_column": COSTS[cfg.cost][0],
             "bootstrap_resamples": cfg.bootstrap_resamples, "selected_on_test": on_test > 0,
             "n_selected_on_test": on_test, "columns": columns, "summary_columns": scols,
             "column_definitions": describe([*columns, *scols, "diff_ci95"]),
-            "recommendation": recommendation(summary, cfg.margin, cfg.cost, metric, on_test > 0),
+            "recommendation": advice, "chance": chance,
             "rows": rows, "summary": summary, "problems": problems, "warnings": predictions.problems,
             "selected": {s: g.ok for s, g in select(groups).items() if g is not None}}
 

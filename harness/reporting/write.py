@@ -20,7 +20,7 @@ __all__ = ["write_report", "META_KEYS"]
 # comparison.json "metadata" (the W&B adapter reads columns, summary_columns and rebuilds the headline from it)
 META_KEYS = ("sweep", "n_trials", "status_counts", "baseline", "alpha", "metric", "margin", "cost", "cost_column",
              "bootstrap_resamples", "selected_on_test", "n_selected_on_test", "recommendation", "columns",
-             "summary_columns", "column_definitions", "warnings")
+             "summary_columns", "column_definitions", "warnings", "chance")
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -1,0 +1,69 @@
+"""What a model that learned nothing scores: the majority class of the test split, and whether ``full`` beats it.
+
+A verdict against ``full`` means little when ``full`` itself is at chance (every strategy is then "non-inferior"
+to a coin): the report states the constant predictor's score on the test labels (read from a trial's
+``predictions.parquet``) and tests the baseline against it. Classification only: a constant prediction has no
+Pearson or Spearman correlation.
+
+The test: scipy's exact binomial test (one-sided, ``greater``) of the baseline's mean test accuracy over its
+seeds, as k = round(mean × n) of n examples, against the majority-class rate. The seeds share the examples, so
+pooling them as independent draws would overstate the evidence; the mean over seeds on n examples does not. For
+the other classification metrics (f1, macro_f1, mcc) no such test is standard, and the baseline counts as above
+chance when its mean test score exceeds the constant predictor's.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.stats import binomtest
+
+import harness.reporting.fields as f
+from harness.reporting.bootstrap import Loaded
+from harness.reporting.columns import ALPHA, BASELINE
+from harness.results.metrics import METRICS, score
+
+__all__ = ["chance_level", "chance_sentence"]
+
+
+def chance_level(results: Sequence[dict], metric: str, predictions: Callable[[dict], Loaded | None],
+                 baseline: dict | None) -> dict[str, Any] | None:
+    """``{"label", "score", "n", "baseline_score", "p_value", "above"}`` for a classification metric when some
+    ok trial wrote its test predictions; ``None`` otherwise. ``baseline``: full's summary line (or None)."""
+    if metric not in METRICS or METRICS[metric].task != "classification":
+        return None
+    loaded = next((p for p in (predictions(r) for r in results if f.is_ok(r)) if p is not None), None)
+    if loaded is None or not len(loaded[1]):
+        return None
+    labels = np.asarray(loaded[1])
+    values, counts = np.unique(labels, return_counts=True)
+    majority = values[int(np.argmax(counts))]
+    out: dict[str, Any] = {"label": majority.item(), "score": score(metric, labels, np.full_like(labels, majority)),
+                           "n": int(len(labels)), "baseline_score": None, "p_value": None, "above": None}
+    mean = (baseline or {}).get("test_score_mean")
+    if mean is None or mean != mean:
+        return out
+    out["baseline_score"] = float(mean)
+    if metric == "accuracy":
+        rate = float(counts.max() / counts.sum())
+        k = int(round(mean * len(labels)))
+        out["p_value"] = float(binomtest(k, len(labels), rate, alternative="greater").pvalue)
+        out["above"] = out["p_value"] < ALPHA
+    else:
+        out["above"] = bool(mean > out["score"])
+    return out
+
+
+def chance_sentence(chance: dict | None, metric: str) -> str:
+    """One line for the console and comparison.md; empty without a chance level."""
+    if not chance:
+        return ""
+    text = (f"Chance: always predicting class {chance['label']!r} (the test split's majority, n={chance['n']:,}) "
+            f"scores {metric} {chance['score']:.4f}")
+    if chance["baseline_score"] is None:
+        return text + "."
+    test = f", binomial p {chance['p_value']:.3g}" if chance["p_value"] is not None else ""
+    if chance["above"]:
+        return text + f"; {BASELINE} {chance['baseline_score']:.4f} is above it{test}."
+    return (text + f"; {BASELINE} {chance['baseline_score']:.4f} is NOT above it{test}: the model has not learned "
+            "the task, so the verdicts against it say nothing about freezing.")
