@@ -25,8 +25,8 @@ from harness.train.precision import resolve, slow_bf16_reason
 from harness.train.scheduled import check_schedule
 from harness.train.trial import pick_device
 
-__all__ = ["preflight", "check_hub", "check_local_machine", "precision_notes", "plan_rows", "format_plan", "format_search_plan",
-           "check_searcher", "INPUT_ERRORS"]
+__all__ = ["preflight", "check_hub", "check_local_machine", "precision_notes", "plan_rows", "format_plan",
+           "format_search_plan", "check_searcher", "INPUT_ERRORS"]
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ConfigError, strategies.StrategyError, DataError, ModelSourceError)
 

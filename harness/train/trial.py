@@ -343,13 +343,14 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
     if isinstance(restore_from, (str, Path)):
         restore_from = [str(restore_from)]
     run = _Run(cfg, report, tokenized_path, scratch)   # the result records the config as written (precision auto)
-    precision = resolve_precision(cfg.train.precision, pick_device(cfg.train.device))
-    if precision != cfg.train.precision:   # everything below (engine, prefix cache key) sees the concrete one
-        run.cfg = cfg = replace(cfg, train=replace(cfg.train, precision=precision))
-        log.info("%s: train.precision auto -> %s", cfg.trial_id, precision)
     tc = cfg.train
     s: _Setup | None = None
     try:
+        precision = resolve_precision(cfg.train.precision, pick_device(cfg.train.device))
+        if precision != cfg.train.precision:   # everything below (engine, prefix cache key) sees the concrete one
+            run.cfg = cfg = replace(cfg, train=replace(cfg.train, precision=precision))
+            tc = cfg.train
+            log.info("%s: train.precision auto -> %s", cfg.trial_id, precision)
         s = _setup(run)
         rank, world = rank_world()  # several ranks (multi-worker trial): each takes its share of every batch
         stream = batching.BatchStream(s.data.train.lengths, tc.batch_size * world, tc.seed,
