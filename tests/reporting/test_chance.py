@@ -51,6 +51,7 @@ def test_a_baseline_above_chance_gets_one_line_and_an_unchanged_recommendation(t
     report.write_report(folder, console=lines.append, plots=False)
     assert "full 0.7500 is above it" in (folder / "comparison.md").read_text()
     assert "full 0.7500 is above it" in lines[0]
+    assert "full 0.7500 is above it" in (folder / "report.html").read_text()
 
 
 def test_other_classification_metrics_use_the_constant_predictor_and_regression_has_none():
