@@ -213,13 +213,20 @@ class PrefixCache:
         """Serve ``splits`` ({name: TokenizedSplit}) from the sweep's shared store, computing here the ones
         nobody has yet (``batches(split, idx)``: the model inputs of those examples on the model's device;
         ``autocast()``: the trial's precision context). Returns the names this call computed."""
-        computed = []
-        for name, split in splits.items():
-            mapped, did = store.split(name, self.dtype, lambda folder, split=split: self._compute_split(
-                model, split, folder, batches, batch_size, autocast))
-            self._stores[name] = mapped
-            if did:
-                computed.append(name)
+        computed, served = [], set()
+        # first pass: skip a split another trial is computing and take the next one (two trials starting together
+        # fill val and test side by side instead of one waiting idle); second pass: wait for what is left
+        for wait in (False, True):
+            for name, split in splits.items():
+                if name in served:
+                    continue
+                mapped, did = store.split(name, self.dtype, lambda folder, split=split: self._compute_split(
+                    model, split, folder, batches, batch_size, autocast), wait=wait)
+                if mapped is not None:
+                    self._stores[name] = mapped
+                    served.add(name)
+                if did:
+                    computed.append(name)
         return computed
 
     def _compute_split(self, model, split, folder: Path, batches, batch_size: int, autocast) -> int:
@@ -357,26 +364,30 @@ def _publish(tmp: Path, folder: Path) -> None:
 class SharedPrefix:
     """The sweep's on-disk store of frozen-prefix features: ``<sweep>/prefix_cache/<key>/<split>/``.
 
-    Safe under concurrent trials: whoever takes the key's file lock first computes a split (whole, in
-    length-sorted batches) and moves it into place atomically; the others wait on the lock and then map what it
-    wrote. A finished split survives the sweep's ``--resume``; a half-written one is a hidden temporary folder
+    Safe under concurrent trials: whoever takes a split's file lock first computes that split (whole, in
+    length-sorted batches) and moves it into place atomically; the others compute another split meanwhile, or
+    wait on the lock and then map what it wrote. A finished split survives the sweep's ``--resume``; a half-written one is a hidden temporary folder
     that nobody reads."""
 
     def __init__(self, root: str | Path, key: str):
         self.root, self.key = Path(root), key
         self.folder = self.root / key
 
-    def split(self, name: str, dtype: torch.dtype, compute) -> tuple[MappedSplit, bool]:
+    def split(self, name: str, dtype: torch.dtype, compute, wait: bool = True) -> tuple[MappedSplit | None, bool]:
         """(the mapped split, whether this call computed it); ``compute(folder)`` writes ``rows.npy`` (and
-        ``offsets.npy`` for per-token entries) into a fresh folder and returns the number of entries."""
+        ``offsets.npy`` for per-token entries) into a fresh folder and returns the number of entries. With
+        ``wait=False``, (None, False) when another process holds the split's lock (it is computing it)."""
         import fcntl
 
         target = self.folder / name
         if (target / "rows.npy").exists():
             return MappedSplit(target, dtype), False
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)    # released when the file closes, or the process dies
+        with open(self.folder / f".{name}.lock", "a+") as lock:
+            try:   # released when the file closes, or the process dies
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return None, False
             try:
                 if (target / "rows.npy").exists():        # another trial computed it while this one waited
                     return MappedSplit(target, dtype), False

@@ -130,10 +130,11 @@ def test_two_processes_fill_one_store_once(tmp_path):
     log = [json.loads(line) for line in (store / prefix_cache.COMPUTED_LOG).read_text().splitlines()]
     assert sorted(x["split"] for x in log) == ["test", "train"]           # each split computed exactly once
     assert sorted(s for o in outs for s in o["computed"]) == ["test", "train"]
+    assert sorted(len(o["computed"]) for o in outs) == [1, 1]             # side by side: neither waited idle
     assert outs[0]["rows"] == outs[1]["rows"]                              # both read the same, whole data
     assert len(outs[0]["rows"]["train"]) == 40 and len(outs[0]["rows"]["test"]) == 9
     (key_dir,) = [p for p in store.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in key_dir.iterdir()) == [".lock", "test", "train"]   # no temporary left
+    assert sorted(p.name for p in key_dir.iterdir()) == [".test.lock", ".train.lock", "test", "train"]   # no tmp
 
 
 def test_training_split_is_shared_only_where_it_pays():
