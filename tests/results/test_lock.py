@@ -139,7 +139,10 @@ def test_two_takeovers_at_once_one_wins(tmp_path):
             "open(os.path.join(sys.argv[2], str(os.getpid())), 'w').close()\n"
             "while not os.path.exists(os.path.join(sys.argv[2], 'go')): time.sleep(0.001)\n"
             "try:\n    SweepLock(sys.argv[1], console=lambda m: None).acquire(takeover=True)\n"
-            "    print('won', flush=True); time.sleep(3)\n"
+            "    print('won', flush=True)\n"
+            "    t = time.time()\n"   # hold it until every other process has answered (a late one could
+            "    while not os.path.exists(os.path.join(sys.argv[2], 'end')) and time.time() - t < 120:\n"
+            "        time.sleep(0.01)\n"   # otherwise take over, rightly, the lock of a winner that exited)
             "except LockHeld:\n    print('held', flush=True)\n")
     ready = tmp_path / "ready"
     ready.mkdir()
@@ -151,5 +154,9 @@ def test_two_takeovers_at_once_one_wins(tmp_path):
         assert time.time() < deadline and all(p.poll() is None for p in procs)
         time.sleep(0.05)
     (ready / "go").touch()
+    deadline = time.time() + 120
+    while sum(p.poll() is not None for p in procs) < len(procs) - 1 and time.time() < deadline:
+        time.sleep(0.05)                                   # the three that lost have answered and exited
+    (ready / "end").touch()
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert sorted(outs) == ["held"] * 3 + ["won"], outs
