@@ -231,7 +231,7 @@ def _spawn(spec: dict, tmp: Path, n: int) -> dict:
 def _specs(args, tokenized: dict) -> list[dict]:
     base = {"threads": args.threads, "attention_dropout": args.attention_dropout, "dropout": args.dropout,
             "data": args.data, "cached": False, "params": {}}
-    prec = resolve_precision("auto", "cpu")             # the harness's default here: bf16 only where it is native
+    prec = args.precision
     other = "fp32" if prec == "bf16" else "bf16"
     cmp_data = {"tokenized": tokenized["compare"], "train_size": args.train_size, "eval_size": 16,
                 "steps": args.steps}
@@ -301,7 +301,7 @@ def run_benchmark(args) -> dict:
         if key not in plans:
             plans[key] = linear_plan(model, strategies.trainable_names(model, spec["strategy"], spec["params"]))
     del model
-    prec = resolve_precision("auto", "cpu")   # the harness's precision here; MFU is against that dtype's peak
+    prec = args.precision
     peak = matmul_peak(args.threads, precision=prec)
     print(f"{prec} matmul peak (4096², {args.threads} threads): {peak / 1e12:.3f} TFLOP/s", flush=True)
     results: dict[str, list[dict]] = {s["id"]: [] for s in specs}
@@ -517,6 +517,7 @@ def parse_args(argv=None):
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
+    args.precision = resolve_precision("auto", "cpu")   # the harness's default here; MFU is against this dtype's peak
     if args.quick:
         args.repeats, args.steps, args.cache_steps, args.eval_size = 1, 5, 25, 100
         args.fp32_probe_steps, args.train_size = 3, 400

@@ -272,8 +272,9 @@ def precision_notes(cfg: SweepConfig, trials: list[TrialConfig]) -> list[str]:
         t = trial.train
         device = pick_device(t.device)
         if t.precision == "auto":
-            note = f"precision: auto -> {resolve('auto', device)} on this {device.type}"
-            if device.type == "cpu" and resolve("auto", device) == "fp32":
+            ran = resolve("auto", device)
+            note = f"precision: auto -> {ran} on this {device.type}"
+            if device.type == "cpu" and ran == "fp32":
                 note += " (no bf16 instructions: AMX, AVX512_BF16)"
         else:
             reason = slow_bf16_reason(t.precision, device)

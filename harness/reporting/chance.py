@@ -23,7 +23,7 @@ from harness.reporting.bootstrap import Loaded
 from harness.reporting.columns import ALPHA, BASELINE
 from harness.results.metrics import METRICS, score
 
-__all__ = ["chance_level", "chance_sentence"]
+__all__ = ["chance_level", "chance_sentence", "chance_line"]
 
 
 def chance_level(results: Sequence[dict], metric: str, predictions: Callable[[dict], Loaded | None],
@@ -45,9 +45,8 @@ def chance_level(results: Sequence[dict], metric: str, predictions: Callable[[di
         return out
     out["baseline_score"] = float(mean)
     if metric == "accuracy":
-        rate = float(counts.max() / counts.sum())
-        k = int(round(mean * len(labels)))
-        out["p_value"] = float(binomtest(k, len(labels), rate, alternative="greater").pvalue)
+        k = int(round(mean * len(labels)))   # the majority rate is the constant predictor's accuracy
+        out["p_value"] = float(binomtest(k, len(labels), out["score"], alternative="greater").pvalue)
         out["above"] = out["p_value"] < ALPHA
     else:
         out["above"] = bool(mean > out["score"])
@@ -67,3 +66,10 @@ def chance_sentence(chance: dict | None, metric: str) -> str:
         return text + f"; {BASELINE} {chance['baseline_score']:.4f} is above it{test}."
     return (text + f"; {BASELINE} {chance['baseline_score']:.4f} is NOT above it{test}: the model has not learned "
             "the task, so the verdicts against it say nothing about freezing.")
+
+
+def chance_line(t: dict) -> str:
+    """The chance sentence as an extra line under the verdicts; empty where there is none or where the
+    recommendation already leads with it (full not above chance)."""
+    chance = t.get("chance")
+    return chance_sentence(chance, t["metric"]) if chance and chance["above"] is not False else ""

@@ -7,7 +7,7 @@ import io
 import textwrap
 from typing import Sequence
 
-from harness.reporting.chance import chance_sentence
+from harness.reporting.chance import chance_line
 from harness.reporting.columns import SUMMARY_COLUMNS, verdict_columns
 from harness.reporting.recommend import recommendation
 
@@ -85,8 +85,8 @@ def markdown(t: dict) -> str:
     if t["selected_on_test"]:
         lines += [f"> **Warning: {OPTIMISTIC}** ({t['n_selected_on_test']} ok trials).", ""]
     lines += [f"**Recommendation:** {headline(t)}", ""]
-    if t.get("chance") and t["chance"]["above"] is not False:   # (not above: the recommendation already says so)
-        lines += [chance_sentence(t["chance"], t["metric"]), ""]
+    if chance_line(t):
+        lines += [chance_line(t), ""]
     lines += ["## Verdicts against full", "",
               *md_table(t["summary"], verdict_columns(t["cost"])), "",
               "## Selected configuration per strategy (details)", "", *md_table(t["summary"], t["summary_columns"]),
@@ -134,8 +134,7 @@ def summary_text(t: dict) -> str:
     notes = [f"{s['strategy']}: {s['note']}" for s in t["summary"] if s["note"]]
     if notes:
         lines += textwrap.wrap("* " + "; ".join(notes), width=118, subsequent_indent="  ")
-    if t.get("chance") and t["chance"]["above"] is not False:   # (not above: the recommendation already says so)
-        lines += textwrap.wrap(chance_sentence(t["chance"], t["metric"]), width=118, break_on_hyphens=False)
+    lines += textwrap.wrap(chance_line(t), width=118, break_on_hyphens=False)
     return "\n".join([*lines, "", *textwrap.wrap("Recommendation: " + headline(t), width=118,
                                              break_on_hyphens=False, break_long_words=False)])
 

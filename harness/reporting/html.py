@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.reporting.columns import verdict_columns
-from harness.reporting.chance import chance_sentence
+from harness.reporting.chance import chance_line
 from harness.reporting.format import OPTIMISTIC, fmt, headline, settings_line
 
 __all__ = ["render_html", "CAPTIONS", "HOW_TO_READ"]
@@ -141,7 +141,7 @@ def render_html(t: Mapping[str, Any], figures: Mapping[str, Path] | None = None)
     parts += [f'<p class="rec" id="recommendation"><b>Recommendation.</b> {_e(headline(t))}</p>',
               f'<p class="muted">{t["n_trials"]} trials ({_e(counts)}). '
               f"{_e(settings_line(t).replace('`', ''))}"
-              f"{' ' + _e(chance_sentence(t['chance'], t['metric'])) if (t.get('chance') or {}).get('above') else ''}"
+              f"{' ' + _e(chance_line(t)) if chance_line(t) else ''}"
               "</p>",
               '<h2 id="verdicts">Verdicts against full</h2>',
               _table(t["summary"], verdict_columns(t["cost"]), scroll=False, kind="verdicts",

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["resolve", "cpu_native_bf16", "slow_bf16_reason", "PRECISIONS"]
+__all__ = ["resolve", "cpu_native_bf16", "slow_bf16_reason"]
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _X86_BF16 = ("amx_bf16", "avx512_bf16")
 
 
