@@ -573,7 +573,7 @@ def double(tmp_path_factory, cache_dir, ray_tmp, monkeypatch_module):
         while not held.exists():
             assert proc.poll() is None and time.time() < deadline, tail(tmp / "a.log")
             time.sleep(0.2)
-        lock_before = (sweep_dir / LOCK_FILE).read_text()
+        holder_before = json.loads((sweep_dir / LOCK_FILE).read_text())["token"]   # renewals rewrite the file
         sweep_json = (sweep_dir / "sweep.json").stat().st_mtime_ns
         t0 = time.time()
         b = subprocess.run([sys.executable, "-m", "harness.sweep", str(config)], cwd=ROOT, capture_output=True,
@@ -586,7 +586,7 @@ def double(tmp_path_factory, cache_dir, ray_tmp, monkeypatch_module):
             AssertionError("Ray was started")))
         for flag in ("--resume", "--overwrite"):
             second[flag] = sweep.main([str(config), flag])
-        second["untouched"] = ((sweep_dir / LOCK_FILE).read_text() == lock_before
+        second["untouched"] = (json.loads((sweep_dir / LOCK_FILE).read_text())["token"] == holder_before
                                and (sweep_dir / "sweep.json").stat().st_mtime_ns == sweep_json
                                and not list(sweep_dir.parent.glob("double.bak-*")))
         release.touch()
