@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import ray
 from ray import tune
 
 from harness.adapters.ray.common import flat_metrics, reporter, restore_candidates
@@ -157,20 +156,12 @@ def experiment_path(trial: TrialConfig) -> Path:
     return tune_experiment_dir(trial.output.dir, trial.sweep)
 
 
-def single_node() -> bool:
-    """Whether the Ray cluster has one live node. Grid sweeps reuse actors only then: on one node a fresh actor
-    per trial buys nothing but its start-up and imports (a 6-trial tiny sweep on 2 slots: 60-62 s fresh,
-    30-37 s reused; docs/performance.md). On several nodes a reused actor keeps its node, so a short trial's
-    successor would stay where it is while a fresh actor, still starting on another node, is dropped (the
-    two-node SLURM test saw every trial on one node); fresh actors let Ray place each trial."""
-    return sum(1 for n in ray.nodes() if n.get("Alive")) <= 1
-
-
 def tune_config(res, **kwargs) -> tune.TuneConfig:
     """Trials named by their freezebench id (readable; also the folder name in Tune's storage). Actors are reused
     between trials by default (sampled studies): a new trial then skips the worker's start-up and imports (seconds
-    per trial; see docs/performance.md, sweep_scale). Grid sweeps reuse them on a one-node cluster only
-    (``single_node``)."""
+    per trial; see docs/performance.md, sweep_scale). Grid sweeps pass ``reuse_actors=False``: with reuse the
+    two-node SLURM test saw every trial on one node, so grids keep one fresh actor per trial until that is
+    understood."""
     kwargs.setdefault("max_concurrent_trials", max_concurrent(res))
     kwargs.setdefault("reuse_actors", True)
     return tune.TuneConfig(trial_name_creator=lambda t: trial_id_of(t.config),
@@ -214,6 +205,6 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     else:
         param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]),
                        "tokenized_path": tokenized_path, "log_level": first.logging.level.upper()}
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler, reuse_actors=single_node()),
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler, reuse_actors=False),
                            run_config=run_config(res, exp, callbacks))
     return tuner.fit()
