@@ -56,3 +56,18 @@ def test_eta_after_a_finish_counts_the_finished_trial_whole(clock):
     # done: 1 trial + half of b = 1.5 trials in 100 s; left: 3 - 1 - 0.5 = 1.5 trials -> 100 s
     assert cb.eta() == pytest.approx(100)
     assert "ETA 1m40s" in cb.status() and "1/3 done, 1 running, 1 pending" in cb.status()
+
+
+def test_a_trial_handed_back_as_already_finished_is_counted_once_and_not_said_to_finish(clock):
+    """Tune reschedules a trial that finished after its last snapshot; the trainable hands the stored result
+    back without running it. The log must not claim a second finish, and the trial counts as done, once."""
+    lines: list[str] = []
+    cb = ProgressCallback(total=2, console=lines.append, live=False)
+    a = _trial("a")
+    cb.on_trial_start(0, [], a)
+    a.last_result = {"status": "ok", "done": True, "final_val_score": 0.75, "already_finished": True}
+    cb.on_trial_complete(0, [], a)
+    assert not any("| finished a" in line for line in lines), lines
+    assert any("a had already finished; not rerun" in line for line in lines), lines
+    assert "1/2 done, 0 running, 1 pending" in cb.status()
+    assert cb.durations == []                                # its (zero) run time does not feed the ETA

@@ -3,6 +3,8 @@ wandb-workspaces, and each shim does what it says. An upgrade that moves one fai
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 
 from harness.adapters import shims
@@ -45,3 +47,13 @@ def test_wandb_report_spec_is_the_model_save_uploads():
     report = wr.Report(project="p", entity="", title="t", blocks=[wr.P("x")])
     model = shims.wandb_report_spec(report)
     assert model.display_name == "t" and model.spec is not None
+
+
+def test_a_local_ray_is_one_node_so_grid_sweeps_reuse_actors():
+    """``single_node`` decides actor reuse for grid sweeps; a local ``init_ray`` (a fresh process: Ray is
+    process-global) must count one live node."""
+    code = ("from harness.adapters.ray.cluster import init_ray; init_ray(None, 1); "
+            "from harness.adapters.ray.tune import single_node; print('single', single_node())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "single True" in out.stdout, out.stdout + out.stderr[-2000:]

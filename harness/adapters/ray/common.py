@@ -8,7 +8,9 @@ from typing import Any, Callable
 
 from harness.train.checkpoint import newest_first
 
-__all__ = ["flat_metrics", "restore_candidates", "reporter"]
+__all__ = ["ALREADY_FINISHED", "flat_metrics", "restore_candidates", "reporter"]
+
+ALREADY_FINISHED = "already_finished"   # final-report key: the trial had finished in an earlier run, nothing ran
 
 
 def flat_metrics(row: dict) -> dict:

@@ -12,6 +12,8 @@ from typing import Callable
 
 from ray import tune
 
+from harness.adapters.ray.common import ALREADY_FINISHED
+
 __all__ = ["ProgressCallback", "trial_key", "format_eta"]
 
 BEST_SHOWN = 4   # strategies named in the status line (the best ones); the rest as "+N more"
@@ -156,8 +158,15 @@ class ProgressCallback(tune.Callback):
         return tid
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        tid = self._finish(trial)
         last = trial.last_result or {}
+        if last.get(ALREADY_FINISHED):   # finished after Tune's last snapshot: handed back, not run again
+            self.running.pop(trial_key(trial), None)
+            self.progress.pop(trial_key(trial), None)
+            self._record(trial_key(trial), last.get("status") or "ok", last.get("final_val_score"),
+                         self._label(trial, trial_key(trial)))
+            self._say(f"{self.status()} | {trial_key(trial)} had already finished; not rerun")
+            return
+        tid = self._finish(trial)
         status = last.get("status") or ("ok" if last.get("done") else "stopped early")
         acc = last.get("final_val_score", last.get("val_score"))
         self._record(tid, status, acc, self._label(trial, tid))

@@ -7,9 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import ray
 from ray import tune
 
-from harness.adapters.ray.common import flat_metrics, reporter, restore_candidates
+from harness.adapters.ray.common import ALREADY_FINISHED, flat_metrics, reporter, restore_candidates
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_resources
 from harness.adapters.shims import set_restored_tuner_callbacks
@@ -76,17 +77,20 @@ def trial_id_of(config: dict) -> str:
     return _SAMPLED_IDS[key]
 
 
-def _final_report(trial: TrialConfig, result: dict) -> None:
+def _final_report(trial: TrialConfig, result: dict, rerun: bool = False) -> None:
     """The trial's last report: what the progress line shows (validation numbers: what schedulers and searchers
     may read; the test score is shown, never used), plus the whole result (:data:`TUNE_KEY`), which Tune keeps
-    in its own record of the trial - the second copy a damaged ``result.json`` is rebuilt from."""
+    in its own record of the trial - the second copy a damaged ``result.json`` is rebuilt from. ``rerun``: Tune
+    scheduled a trial that had already finished (it finished after Tune's last snapshot of the experiment) and
+    the stored result was handed back without running anything; the progress line says so."""
     val, test = result.get("val") or {}, result.get("test") or {}
     last = (result.get("history") or [{}])[-1]
     tune.report({**flat_metrics({"trial_id": trial.trial_id, "status": result["status"], "done": True,
                                  "step": test.get("step", last.get("step", 0)),
                                  "val_score": val.get("score", last.get("val_score")),
                                  "val_loss": val.get("loss", last.get("val_loss")),
-                                 "final_val_score": val.get("score"), "final_test_score": test.get("score")}),
+                                 "final_val_score": val.get("score"), "final_test_score": test.get("score"),
+                                 ALREADY_FINISHED: rerun}),
                  TUNE_KEY: encode_result(result)})
 
 
@@ -97,7 +101,7 @@ def _trainable(config: dict) -> None:
     done = finished_result(trial)
     if done is not None:
         logging.getLogger("freezebench.sweep").info("%s already finished; not rerun", trial.trial_id)
-        _final_report(trial, done)
+        _final_report(trial, done, rerun=True)
         return
     if workers_per_trial(trial.resources) > 1:   # data parallel: Ray Train workers inside this trial
         _final_report(trial, run_data_parallel(trial, tokenized_path=config.get("tokenized_path"),
@@ -156,12 +160,20 @@ def experiment_path(trial: TrialConfig) -> Path:
     return tune_experiment_dir(trial.output.dir, trial.sweep)
 
 
+def single_node() -> bool:
+    """Whether the Ray cluster has one live node. Grid sweeps reuse actors only then: on one node a fresh actor
+    per trial buys nothing but its start-up and imports (a 6-trial tiny sweep on 2 slots: 60-62 s fresh,
+    30-37 s reused; docs/performance.md). On several nodes a reused actor keeps its node, so a short trial's
+    successor would stay where it is while a fresh actor, still starting on another node, is dropped (the
+    two-node SLURM test saw every trial on one node); fresh actors let Ray place each trial."""
+    return sum(1 for n in ray.nodes() if n.get("Alive")) <= 1
+
+
 def tune_config(res, **kwargs) -> tune.TuneConfig:
     """Trials named by their freezebench id (readable; also the folder name in Tune's storage). Actors are reused
     between trials by default (sampled studies): a new trial then skips the worker's start-up and imports (seconds
-    per trial; see docs/performance.md, sweep_scale). Grid sweeps pass ``reuse_actors=False``: with reuse the
-    two-node SLURM test saw every trial on one node, so grids keep one fresh actor per trial until that is
-    understood."""
+    per trial; see docs/performance.md, sweep_scale). Grid sweeps reuse them on a one-node cluster only
+    (``single_node``)."""
     kwargs.setdefault("max_concurrent_trials", max_concurrent(res))
     kwargs.setdefault("reuse_actors", True)
     return tune.TuneConfig(trial_name_creator=lambda t: trial_id_of(t.config),
@@ -205,6 +217,6 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     else:
         param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]),
                        "tokenized_path": tokenized_path, "log_level": first.logging.level.upper()}
-        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler, reuse_actors=False),
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config(res, scheduler=scheduler, reuse_actors=single_node()),
                            run_config=run_config(res, exp, callbacks))
     return tuner.fit()
