@@ -149,22 +149,21 @@ class ProgressCallback(tune.Callback):
             sys.stdout.write("\r\033[K" + self.status()[:200])
             sys.stdout.flush()
 
-    def _finish(self, trial) -> str:
+    def _finish(self, trial, timed: bool = True) -> str:
+        """Drop the trial from the running set; ``timed``: its run time feeds the ETA."""
         tid = trial_key(trial)
         started = self.running.pop(tid, None)
         self.progress.pop(tid, None)
-        if started is not None:
+        if started is not None and timed:
             self.durations.append(time.time() - started)
         return tid
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
         if last.get(ALREADY_FINISHED):   # finished after Tune's last snapshot: handed back, not run again
-            self.running.pop(trial_key(trial), None)
-            self.progress.pop(trial_key(trial), None)
-            self._record(trial_key(trial), last.get("status") or "ok", last.get("final_val_score"),
-                         self._label(trial, trial_key(trial)))
-            self._say(f"{self.status()} | {trial_key(trial)} had already finished; not rerun")
+            tid = self._finish(trial, timed=False)
+            self._record(tid, last.get("status") or "ok", last.get("final_val_score"), self._label(trial, tid))
+            self._say(f"{self.status()} | {tid} had already finished; not rerun")
             return
         tid = self._finish(trial)
         status = last.get("status") or ("ok" if last.get("done") else "stopped early")
