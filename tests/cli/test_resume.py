@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,8 @@ OVERRIDES = ["--set", "train.max_steps=80", "--set", "train.eval_every=5", "--se
              "--set", "resources.cpus_per_trial=2", "--set", "search.seed=[0]"]
 
 
-def _start(out: Path, *extra: str, env: dict) -> subprocess.Popen:
-    log = open(out.parent / f"sweep{'-resume' if extra else ''}.log", "w")
+def _start(out: Path, *extra: str, env: dict, log: str | None = None) -> subprocess.Popen:
+    log = open(out.parent / (log or f"sweep{'-resume' if extra else ''}.log"), "w")
     return subprocess.Popen([sys.executable, "-m", "harness.sweep", "configs/smoke.yaml",
                              "--set", f"output.dir={out}", *OVERRIDES, *extra],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -92,3 +93,24 @@ def _verdicts(out: Path) -> list[dict]:
             "val_score_mean", "n_ok", "seeds_needed", "trainable_ratio")
     with open(out / "smoke" / "summary.csv") as fh:
         return [{k: row[k] for k in keep} for row in csv.DictReader(fh)]
+
+
+def test_sweep_killed_before_tunes_first_snapshot_resumes_every_trial(tmp_path, cache_dir):
+    """Tune writes ``tuner.pkl`` when the Tuner is built, before any experiment state; a driver killed there
+    (a SLURM preemption seconds after start) leaves an experiment ``Tuner.can_restore`` accepts but
+    ``Tuner.restore`` cannot rebuild: Tune does not pickle the grid. ``--resume`` starts it again from the config
+    and runs every trial."""
+    out = tmp_path / "results"
+    env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
+    fast = ["--set", "train.max_steps=4", "--set", "train.eval_every=2", "--set", "train.checkpoint_every=2"]
+    assert _start(out, *fast, env=env, log="sweep.log").wait(timeout=600) == 0, \
+        (out.parent / "sweep.log").read_text()[-4000:]
+    (exp,) = (out / "smoke" / "_tune").iterdir()
+    for path in exp.iterdir():   # the experiment as such a kill leaves it: the Tuner built, nothing run or saved
+        if path.name != "tuner.pkl":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.rmtree(out / "smoke" / "trials")
+    resumed = _start(out, *fast, "--resume", env=env)
+    assert resumed.wait(timeout=600) == 0, (out.parent / "sweep-resume.log").read_text()[-4000:]
+    after = _results(out)
+    assert len(after) == 2 and all(r["status"] == "ok" for r in after.values()), after.keys()

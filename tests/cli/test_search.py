@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +196,34 @@ def test_random_sweep_resumes_after_sigkill(tmp_path, cache_dir):
     for key, started in before.items():   # a finished trial is kept, never run again
         if key not in unplanned:
             assert after[key]["started_at"] == started, key
+
+
+@pytest.mark.slow
+def test_a_study_killed_before_its_first_snapshot_resumes(tmp_path, cache_dir):
+    """The window the SIGKILL test hits only by chance: Tune writes a study's ``tuner.pkl`` when its Tuner is
+    built, before any experiment state or searcher state. A driver killed there leaves a study that
+    ``Tuner.can_restore`` accepts but ``Tuner.restore`` cannot rebuild (Tune pickles neither the ``param_space``
+    nor ``num_samples``: its searcher would have no space). ``--resume`` starts that study again from the config
+    and runs its whole budget; the study that had finished is not rerun."""
+    out = tmp_path / "results"
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(yaml.safe_dump(_search(tmp_path, "random", budget=1)))
+    env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
+    log = tmp_path / "sweep.log"
+    assert _start(cfg, log=log, env=env).wait(timeout=600) == 0, log.read_text()[-4000:]
+    exp = out / "search" / "_tune" / "search.head_only"
+    for path in exp.iterdir():   # the second study as the kill left it: its Tuner built, nothing run or saved
+        if path.name != "tuner.pkl":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in (out / "search" / "trials").glob("head_only_*"):
+        shutil.rmtree(path)
+    before = {k: r["started_at"] for k, r in _results(out).items()}
+    assert before and all(k.startswith("full_") for k in before)
+    log = tmp_path / "sweep-resume.log"
+    assert _start(cfg, "--resume", log=log, env=env).wait(timeout=600) == 0, log.read_text()[-4000:]
+    _check_budget(out, 1)
+    after = _results(out)
+    assert all(after[k]["started_at"] == started for k, started in before.items())   # study full: not rerun
 
 
 def test_html_keeps_the_best_configurations_per_strategy_at_scale():

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from harness.train.checkpoint import newest_first
 
-__all__ = ["ALREADY_FINISHED", "flat_metrics", "restore_candidates", "reporter"]
+__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "restore_candidates", "reporter"]
 
 ALREADY_FINISHED = "already_finished"   # final-report key: the trial had finished in an earlier run, nothing ran
 
@@ -16,6 +16,20 @@ ALREADY_FINISHED = "already_finished"   # final-report key: the trial had finish
 def flat_metrics(row: dict) -> dict:
     """The scalar, non-None values of a row (what Ray's result dicts and loggers accept)."""
     return {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool)) and v is not None}
+
+
+def resumable(experiment_dir: Path | str) -> bool:
+    """Whether Tune saved anything of this experiment to resume from. ``Tuner.can_restore`` only looks for
+    ``tuner.pkl``, which Tune writes when the Tuner is built; the experiment state (trials, searcher) comes with the
+    first snapshot. A driver killed in between leaves an experiment that ``Tuner.restore`` cannot rebuild: Tune
+    does not pickle the ``param_space`` or ``num_samples``, so it restarts it with no grid (or a searcher without
+    a space and a budget of one). Such an experiment is started again from its config instead; trials that had
+    finished are still handed back from their stored results."""
+    from ray import tune
+    from ray.tune.execution.tune_controller import TuneController
+
+    pattern = TuneController.CKPT_FILE_TMPL.format("*")
+    return tune.Tuner.can_restore(str(experiment_dir)) and any(Path(experiment_dir).glob(pattern))
 
 
 def restore_candidates(handed_back: Any, storage: Path) -> list[str]:

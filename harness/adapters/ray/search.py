@@ -15,6 +15,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.repeater import TRIAL_INDEX
 
+from harness.adapters.ray.common import resumable
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, trial_resources
 from harness.adapters.ray.tune import SAMPLE_KEY, _trainable, asha, run_config, trial_of, tune_config
@@ -168,6 +169,16 @@ def _slots(res) -> int:
     return max(1, int(cpus // max(res.cpus_per_trial, 1e-9)))
 
 
+def _param_space(study: Study, tokenized_path: str | None) -> dict:
+    """What every trial of the study is given: the searcher's space under ``values``, the rest fixed."""
+    t = study.template
+    return {"values": tune_space(study.space), "tokenized_path": tokenized_path,
+            "log_level": t.logging.level.upper(), "experiment_dir": str(study_experiment_dir(study)),
+            "study": {"template": t.to_dict(), "label": study.label, "strategy": study.strategy,
+                      "algorithm": study.algorithm,
+                      "seeds": list(study.seeds), "index_base": study.index * study.n_trials}}
+
+
 def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool, metric: str, mode: str,
                early_stopping: dict | None = None, console=print, extra_callbacks=(),
                keep_going: Callable[[], bool] = lambda: True) -> SearchGrid:
@@ -187,7 +198,7 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
         if not keep_going():
             break
         exp = study_experiment_dir(study)
-        if resume and tune.Tuner.can_restore(str(exp)):
+        if resume and resumable(exp):
             console(f"resuming study {study.label} from {exp}")
             tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
             set_restored_tuner_callbacks(tuner, callbacks)   # Tune does not restore callbacks
@@ -201,15 +212,9 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
 
                 scheduler = HyperBandForBOHB(time_attr="step", metric=metric, mode=mode,
                                              max_t=max(t.train.max_steps, 1))
-            param_space = {
-                "values": tune_space(study.space), "tokenized_path": tokenized_path,
-                "log_level": t.logging.level.upper(), "experiment_dir": str(exp),
-                "study": {"template": t.to_dict(), "label": study.label, "strategy": study.strategy,
-                          "algorithm": study.algorithm,
-                          "seeds": list(study.seeds), "index_base": study.index * study.n_trials}}
             searcher = ConcurrencyLimiter(make_searcher(study.algorithm, metric, mode, seed=study.seeds[0] + study.index,
                                                         repeat=len(study.seeds)), max_concurrent=slots)
-            tuner = tune.Tuner(trainable, param_space=param_space,
+            tuner = tune.Tuner(trainable, param_space=_param_space(study, tokenized_path),
                                tune_config=tune_config(res, search_alg=searcher, scheduler=scheduler,
                                                        num_samples=study.n_trials, max_concurrent_trials=None),
                                run_config=run_config(res, exp, callbacks))

@@ -10,7 +10,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from harness.adapters.ray.common import ALREADY_FINISHED, flat_metrics, reporter, restore_candidates
+from harness.adapters.ray.common import ALREADY_FINISHED, flat_metrics, reporter, restore_candidates, resumable
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_resources
 from harness.adapters.shims import set_restored_tuner_callbacks
@@ -210,7 +210,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
     callbacks = [progress, *extra_callbacks]
     if scheduler is None:
         scheduler = asha(early_stopping, max(t.train.max_steps for t in trials), metric, mode)
-    if resume and tune.Tuner.can_restore(str(exp)):
+    if resume and resumable(exp):
         console(f"resuming sweep from {exp}")
         tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
         set_restored_tuner_callbacks(tuner, callbacks)   # Tune does not restore callbacks
