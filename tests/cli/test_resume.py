@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.tune_state import as_killed_before_first_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +107,7 @@ def test_sweep_killed_before_tunes_first_snapshot_resumes_every_trial(tmp_path, 
     assert _start(out, *fast, env=env, log="sweep.log").wait(timeout=600) == 0, \
         (out.parent / "sweep.log").read_text()[-4000:]
     (exp,) = (out / "smoke" / "_tune").iterdir()
-    for path in exp.iterdir():   # the experiment as such a kill leaves it: the Tuner built, nothing run or saved
-        if path.name != "tuner.pkl":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    as_killed_before_first_snapshot(exp)
     shutil.rmtree(out / "smoke" / "trials")
     resumed = _start(out, *fast, "--resume", env=env)
     assert resumed.wait(timeout=600) == 0, (out.parent / "sweep-resume.log").read_text()[-4000:]

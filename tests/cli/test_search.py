@@ -26,6 +26,7 @@ from harness.config.schema import ConfigError
 from harness.config.search import sampled_trial, studies
 from tests.conftest import ROOT, tiny_sweep_dict
 from tests.support.guards import forbid_model_loads, forbid_ray
+from tests.support.tune_state import as_killed_before_first_snapshot
 
 SPACE = {"lr": {"loguniform": [1e-4, 1e-2]}, "weight_decay": {"uniform": [0.0, 0.1]}}
 
@@ -212,9 +213,7 @@ def test_a_study_killed_before_its_first_snapshot_resumes(tmp_path, cache_dir):
     log = tmp_path / "sweep.log"
     assert _start(cfg, log=log, env=env).wait(timeout=600) == 0, log.read_text()[-4000:]
     exp = out / "search" / "_tune" / "search.head_only"
-    for path in exp.iterdir():   # the second study as the kill left it: its Tuner built, nothing run or saved
-        if path.name != "tuner.pkl":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    as_killed_before_first_snapshot(exp)
     for path in (out / "search" / "trials").glob("head_only_*"):
         shutil.rmtree(path)
     before = {k: r["started_at"] for k, r in _results(out).items()}

@@ -169,16 +169,6 @@ def _slots(res) -> int:
     return max(1, int(cpus // max(res.cpus_per_trial, 1e-9)))
 
 
-def _param_space(study: Study, tokenized_path: str | None) -> dict:
-    """What every trial of the study is given: the searcher's space under ``values``, the rest fixed."""
-    t = study.template
-    return {"values": tune_space(study.space), "tokenized_path": tokenized_path,
-            "log_level": t.logging.level.upper(), "experiment_dir": str(study_experiment_dir(study)),
-            "study": {"template": t.to_dict(), "label": study.label, "strategy": study.strategy,
-                      "algorithm": study.algorithm,
-                      "seeds": list(study.seeds), "index_base": study.index * study.n_trials}}
-
-
 def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool, metric: str, mode: str,
                early_stopping: dict | None = None, console=print, extra_callbacks=(),
                keep_going: Callable[[], bool] = lambda: True) -> SearchGrid:
@@ -212,9 +202,15 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
 
                 scheduler = HyperBandForBOHB(time_attr="step", metric=metric, mode=mode,
                                              max_t=max(t.train.max_steps, 1))
+            param_space = {
+                "values": tune_space(study.space), "tokenized_path": tokenized_path,
+                "log_level": t.logging.level.upper(), "experiment_dir": str(exp),
+                "study": {"template": t.to_dict(), "label": study.label, "strategy": study.strategy,
+                          "algorithm": study.algorithm,
+                          "seeds": list(study.seeds), "index_base": study.index * study.n_trials}}
             searcher = ConcurrencyLimiter(make_searcher(study.algorithm, metric, mode, seed=study.seeds[0] + study.index,
                                                         repeat=len(study.seeds)), max_concurrent=slots)
-            tuner = tune.Tuner(trainable, param_space=_param_space(study, tokenized_path),
+            tuner = tune.Tuner(trainable, param_space=param_space,
                                tune_config=tune_config(res, search_alg=searcher, scheduler=scheduler,
                                                        num_samples=study.n_trials, max_concurrent_trials=None),
                                run_config=run_config(res, exp, callbacks))
