@@ -62,6 +62,8 @@ def environment() -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # the cores this trial may run on: narrowed by resources.pin_cpus, a SLURM cgroup or taskset
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "gpu": gpu,
         "packages": {p: package_version(p) for p in PACKAGES},
         "git_commit": git_commit(),

@@ -90,6 +90,8 @@ def test_real_sweep_on_ray(tmp_path, cache_dir):
         r = json.loads(path.read_text())
         assert r["status"] == "ok" and r["test"]["step"] == 20
         assert [h["step"] for h in r["history"]] == [0, 5, 10, 15, 20]
+        if len(os.sched_getaffinity(0)) > 1:   # cpus_per_trial 1: each Ray worker pinned to one core of its own
+            assert len(r["env"]["cpu_affinity"]) == 1, r["env"]["cpu_affinity"]
     assert "2/2 done" in proc.stdout
     # a second run without --resume refuses to clobber the results
     again = _cli("configs/smoke.yaml", "--set", f"output.dir={out}", "--set", "search.seed=[0]")

@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.train.affinity import claim_cpus
 from harness.train.checkpoint import newest_first
 
-__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "restore_candidates", "reporter"]
+__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "restore_candidates", "reporter", "pin_trial"]
 
 ALREADY_FINISHED = "already_finished"   # final-report key: the trial had finished in an earlier run, nothing ran
 
@@ -30,6 +31,16 @@ def resumable(experiment_dir: Path | str) -> bool:
 
     pattern = TuneController.CKPT_FILE_TMPL.format("*")
     return tune.Tuner.can_restore(str(experiment_dir)) and any(Path(experiment_dir).glob(pattern))
+
+
+def pin_trial(resources, world: int = 1) -> list[int] | None:
+    """In a Ray worker of a CPU trial: pin its threads to cores of its own (``resources.pin_cpus``; see
+    :mod:`harness.train.affinity`). Only for a whole number of CPUs per trial: trials that share a core
+    (``cpus_per_trial: 0.5``) are left to the OS scheduler. Returns the cores, or None where it did not pin."""
+    cpus = resources.cpus_per_trial
+    if not resources.pin_cpus or resources.gpus_per_trial > 0 or cpus != int(cpus) or int(cpus) % world:
+        return None
+    return claim_cpus(int(cpus) // world)
 
 
 def restore_candidates(handed_back: Any, storage: Path) -> list[str]:

@@ -28,7 +28,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from harness.adapters.ray.common import reporter, restore_candidates
+from harness.adapters.ray.common import pin_trial, reporter, restore_candidates
 from harness.adapters.shims import in_tune_session
 from harness.adapters.wandb import TrialTracker
 from harness.config import TrialConfig, trial_from_dict
@@ -86,6 +86,8 @@ def _worker(config: dict) -> None:
     device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        pin_trial(trial.resources, world)
     own = trial
     if rank != 0:   # only rank 0 writes result.json
         other = tempfile.mkdtemp(prefix=f"fb-rank{rank}-")

@@ -10,7 +10,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from harness.adapters.ray.common import ALREADY_FINISHED, flat_metrics, reporter, restore_candidates, resumable
+from harness.adapters.ray.common import ALREADY_FINISHED, flat_metrics, pin_trial, reporter, restore_candidates, resumable
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_resources
 from harness.adapters.shims import set_restored_tuner_callbacks
@@ -107,6 +107,7 @@ def _trainable(config: dict) -> None:
         _final_report(trial, run_data_parallel(trial, tokenized_path=config.get("tokenized_path"),
                                                log_level=config.get("log_level", "INFO")))
         return
+    pin_trial(trial.resources)
     storage = Path(config.get("experiment_dir") or experiment_path(trial)) / trial.trial_id
     restore = restore_candidates(tune.get_checkpoint(), storage)
     scratch = tempfile.mkdtemp(prefix=f"fb-{trial.trial_id[:40]}-")
