@@ -249,9 +249,10 @@ class ResourcesConfig:
     # is gpus_per_trial (> 1: one worker per GPU). Each worker takes a share of every batch (global batch =
     # batch_size × workers); gradients are all-reduced (DDP, or DeepSpeed with backend: deepspeed).
     workers_per_trial: Annotated[Int, Field(ge=1, le=1024)] = 1
-    # CPU trials with a whole number of cpus_per_trial pin their threads to cores no other freezebench trial on
-    # the node holds (Ray assigns CPU counts, not cores); false leaves placement to the OS scheduler
-    pin_cpus: Bool = True
+    # true: CPU trials with a whole number of cpus_per_trial pin their threads to cores no other freezebench
+    # trial on the node holds (Ray assigns CPU counts, not cores). Off by default: in Ray sweeps the driver,
+    # raylet and W&B share the cores too, and pinned trials were slower there (docs/performance.md)
+    pin_cpus: Bool = False
 
 
 @dataclass(frozen=True, config=SECTION)

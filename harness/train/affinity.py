@@ -5,6 +5,8 @@ Why by hand: Ray schedules trials by CPU *count* and never hands a worker CPU id
 a 2-core node migrate between the cores; pinned, each keeps its core's caches. Measured side by side on 2 cores
 (MiniLM, batch 16 x 256, fp32, one thread each, two processes at once), unpinned against
 pinned; ``python -m benchmarks.pin_threads`` (this code, 2 rounds alternating): 3.89 against 3.62 s/step, 1.07x.
+In whole Ray sweeps, where the driver, raylet and W&B need the same cores, pinned trials were slower (1.09x the
+wall time over three test-suite sweeps), so ``resources.pin_cpus`` is off by default.
 
 A core is claimed with an exclusive ``flock`` on ``<tmp>/freezebench-cpus-<uid>/<cpu>.lock``: the kernel drops
 the lock when the process ends, however it ends (SIGKILL, OOM, a preempted SLURM job), so a claim never goes

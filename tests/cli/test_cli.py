@@ -82,7 +82,7 @@ def test_missing_config_file_exits_2(capsys):
 def test_real_sweep_on_ray(tmp_path, cache_dir):
     out = tmp_path / "results"
     proc = _cli("configs/smoke.yaml", "--set", f"output.dir={out}", "--set", "search.seed=[0]",
-                timeout=900, env={"FREEZEBENCH_CACHE": str(cache_dir)})
+                "--set", "resources.pin_cpus=true", timeout=900, env={"FREEZEBENCH_CACHE": str(cache_dir)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = sorted((out / "smoke" / "trials").glob("*/result.json"))
     assert len(results) == 2
@@ -90,7 +90,7 @@ def test_real_sweep_on_ray(tmp_path, cache_dir):
         r = json.loads(path.read_text())
         assert r["status"] == "ok" and r["test"]["step"] == 20
         assert [h["step"] for h in r["history"]] == [0, 5, 10, 15, 20]
-        if len(os.sched_getaffinity(0)) > 1:   # cpus_per_trial 1: each Ray worker pinned to one core of its own
+        if len(os.sched_getaffinity(0)) > 1:   # pin_cpus, cpus_per_trial 1: each Ray worker on one core of its own
             assert len(r["env"]["cpu_affinity"]) == 1, r["env"]["cpu_affinity"]
     assert "2/2 done" in proc.stdout
     # a second run without --resume refuses to clobber the results

@@ -66,10 +66,10 @@ def test_a_claim_of_every_allowed_core_changes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("resources", [
-    ResourcesConfig(cpus_per_trial=0.5),                     # trials share a core: left to the OS
-    ResourcesConfig(cpus_per_trial=1, pin_cpus=False),
-    ResourcesConfig(cpus_per_trial=1, gpus_per_trial=1),     # GPU trials: not pinned
-    ResourcesConfig(cpus_per_trial=3, workers_per_trial=2),  # 3 cores do not split over 2 workers
+    ResourcesConfig(cpus_per_trial=0.5, pin_cpus=True),      # trials share a core: left to the OS
+    ResourcesConfig(cpus_per_trial=1),                       # the default: off
+    ResourcesConfig(cpus_per_trial=1, gpus_per_trial=1, pin_cpus=True),  # GPU trials: not pinned
+    ResourcesConfig(cpus_per_trial=3, workers_per_trial=2, pin_cpus=True),  # 3 cores do not split over 2 workers
 ])
 def test_trials_that_are_not_pinned(resources, monkeypatch):
     monkeypatch.setattr("harness.adapters.ray.common.claim_cpus", lambda n: pytest.fail("claimed"))
@@ -79,5 +79,5 @@ def test_trials_that_are_not_pinned(resources, monkeypatch):
 def test_each_data_parallel_worker_claims_its_share(monkeypatch):
     asked = []
     monkeypatch.setattr("harness.adapters.ray.common.claim_cpus", lambda n: asked.append(n) or list(range(n)))
-    assert pin_trial(ResourcesConfig(cpus_per_trial=4, workers_per_trial=2), 2) == [0, 1]
+    assert pin_trial(ResourcesConfig(cpus_per_trial=4, workers_per_trial=2, pin_cpus=True), 2) == [0, 1]
     assert asked == [2]
