@@ -9,12 +9,17 @@ DEEPSPEED ?= deepspeed==0.19.8
 DATA   ?= $(if $(wildcard ../shared/data/imdb/*.parquet),../shared/data/imdb,stanfordnlp/imdb)
 STAMP  := $(VENV)/.freezebench-installed
 PYTEST_ARGS ?=
+# pytest-xdist workers, whole files per worker (a module's sweep fixtures run once). Most end-to-end tests wait
+# on Ray, SLURM or a subprocess about half the time, so 2 workers on 2 cores take ~0.6x the serial wall time.
+# PYTEST_WORKERS=0 runs in one process (pytest-xdist's -n 0).
+PYTEST_WORKERS ?= 2
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: install quickstart test test-fast clean help
 
 help:
 	@echo "make quickstart [DATA=stanfordnlp/imdb]     install into $(VENV), run configs/quickstart.yaml (DATA: $(DATA))"
-	@echo "make test                                  install into $(VENV), run the whole test suite"
+	@echo "make test [PYTEST_WORKERS=2]               install into $(VENV), run the whole test suite (2 pytest-xdist workers)"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,10 +37,10 @@ quickstart: install
 	$(BIN)/python -m harness.sweep configs/quickstart.yaml --set data.source=$(DATA) --overwrite
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

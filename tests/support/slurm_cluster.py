@@ -92,14 +92,18 @@ class SlurmCluster:
     def start_now(self, job_id: str, settle: float = 60) -> None:
         """A requeued job waits ~2 minutes (SLURM's fixed requeue delay); let it start at once.
 
-        First wait (up to ``settle`` s) until no node is still COMPLETING the job's previous run: a launch
-        onto a node whose slurmd is still cleaning up can fail the job outright (FAILED 1:0, no output)."""
+        First wait (up to ``settle`` s) until no node is still COMPLETING the job's previous run, then two
+        seconds more: a launch onto a node whose slurmd is still cleaning up, or within the second its old
+        credential was revoked, fails the job outright (FAILED 1:0, no output)."""
         deadline = time.time() + settle
         while time.time() < deadline:
             states = self.run("sinfo", "-h", "-N", "-o", "%T", check=False, timeout=20).stdout.split()
             if states and not any("comp" in s.lower() for s in states):
                 break
             time.sleep(0.5)
+        # slurmd revokes the killed run's credential and refuses any credential of that job created in the same
+        # second ("Job credential revoked", FAILED 1:0); SLURM's own requeue delay never hits this, a test does
+        time.sleep(2)
         self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
     def daemon_logs(self, chars: int = 1500) -> str:
