@@ -1,12 +1,17 @@
 """RTE with the packaged MiniLM in a plain transformers + torch loop, no harness code: does the harness hold the
 model at chance, or does the model stay there on its own?
 
-    python -m benchmarks.rte_crosscheck [--pooling cls|mean] [--lr 5e-5] [--epochs 4] [--seed 0] [--threads 2]
+    python -m benchmarks.rte_crosscheck [--pooling cls|mean|bi] [--lr 5e-5] [--epochs 4] [--seed 0] [--threads 2]
+    python -m benchmarks.rte_crosscheck --frozen-cosine
 
 Same splits as the harness's ``configs/glue_rte.yaml`` with the shared TSVs (``../shared/data/glue/RTE``): 124
 training pairs held out (a fixed shuffle), the rest trained on, ``dev.tsv`` read after each epoch. ``mean``
 classifies the masked mean of the last hidden states (how sentence-transformers pools this model) instead of the
-pooler's [CLS]. Prints the CPU model, then loss, held-out and dev accuracy per epoch.
+pooler's [CLS]. ``bi`` encodes the two texts separately (a bi-encoder, as sentence-transformers trains this model
+on NLI): masked means u and v, a linear head on (u, v, |u - v|). Prints the CPU model, then loss, held-out and dev
+accuracy per epoch. ``--frozen-cosine`` trains nothing: a scikit-learn logistic regression on the cosine of the
+frozen model's mean-pooled embeddings of the two texts, fitted on the training pairs, scored once on dev, with
+scipy's one-sided binomial p against the dev majority class.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ def read(path: Path) -> list[tuple[str, str, int]]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pooling", choices=("cls", "mean"), default="cls")
+    ap.add_argument("--pooling", choices=("cls", "mean", "bi"), default="cls")
+    ap.add_argument("--frozen-cosine", action="store_true", help="no fine-tuning: logistic regression on the cosine")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
@@ -49,8 +55,19 @@ def main(argv=None) -> None:
     source = resolve_source(PACKAGED_MODEL)
     tok = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
+    if args.frozen_cosine:
+        return frozen_cosine(model.bert.eval(), tok, train + held, dev, args.max_length)
+    bi_head = torch.nn.Linear(3 * model.config.hidden_size, 2)
+
+    def embed(texts):
+        enc = tok(texts, truncation=True, max_length=args.max_length, padding=True, return_tensors="pt")
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        return (model.bert(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
 
     def logits(batch):
+        if args.pooling == "bi":
+            u, v = embed([b[0] for b in batch]), embed([b[1] for b in batch])
+            return bi_head(model.dropout(torch.cat([u, v, (u - v).abs()], -1)))
         enc = tok([b[0] for b in batch], [b[1] for b in batch], truncation=True, max_length=args.max_length,
                   padding=True, return_tensors="pt")
         if args.pooling == "cls":
@@ -69,7 +86,8 @@ def main(argv=None) -> None:
 
     bs = 16
     steps = args.epochs * (len(train) // bs)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    params = list(model.parameters()) + (list(bi_head.parameters()) if args.pooling == "bi" else [])
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
     start = time.perf_counter()
     for epoch in range(args.epochs):
@@ -78,10 +96,36 @@ def main(argv=None) -> None:
             batch = train[i:i + bs]
             loss = torch.nn.functional.cross_entropy(logits(batch), torch.tensor([b[2] for b in batch]))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step(), sched.step(), opt.zero_grad()
         print(f"epoch {epoch + 1}: loss {loss.item():.3f}  held-out {accuracy(held):.3f}  dev {accuracy(dev):.3f}  "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def frozen_cosine(encoder, tok, train, dev, max_length: int) -> None:
+    """Is there signal the frozen sentence embeddings carry? Cosine of (premise, hypothesis), one feature."""
+    from scipy.stats import binomtest
+    from sklearn.linear_model import LogisticRegression
+
+    def cosines(data):
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(data), 64):
+                pair = []
+                for texts in ([b[0] for b in data[i:i + 64]], [b[1] for b in data[i:i + 64]]):
+                    enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+                    mask = enc["attention_mask"].unsqueeze(-1).float()
+                    pair.append((encoder(**enc).last_hidden_state * mask).sum(1) / mask.sum(1))
+                out.append(torch.nn.functional.cosine_similarity(*pair))
+        return torch.cat(out).unsqueeze(-1).numpy()
+
+    fit = LogisticRegression().fit(cosines(train), [b[2] for b in train])
+    dev_y = [b[2] for b in dev]
+    right = int((fit.predict(cosines(dev)) == dev_y).sum())
+    majority = max(dev_y.count(0), dev_y.count(1)) / len(dev_y)
+    p = binomtest(right, len(dev_y), majority, alternative="greater").pvalue
+    print(f"frozen cosine + logistic regression: train {fit.score(cosines(train), [b[2] for b in train]):.3f}  "
+          f"dev {right / len(dev_y):.3f} ({right}/{len(dev_y)}; majority {majority:.3f}, binomial p {p:.3f})", flush=True)
 
 
 if __name__ == "__main__":
