@@ -59,22 +59,15 @@ def main(argv=None) -> None:
         return frozen_cosine(model.bert.eval(), tok, train + held, dev, args.max_length)
     bi_head = torch.nn.Linear(3 * model.config.hidden_size, 2)
 
-    def embed(texts):
-        enc = tok(texts, truncation=True, max_length=args.max_length, padding=True, return_tensors="pt")
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        return (model.bert(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
-
     def logits(batch):
+        first, second = [b[0] for b in batch], [b[1] for b in batch]
         if args.pooling == "bi":
-            u, v = embed([b[0] for b in batch]), embed([b[1] for b in batch])
+            u, v = (mean_pooled(model.bert, tok, texts, None, args.max_length) for texts in (first, second))
             return bi_head(model.dropout(torch.cat([u, v, (u - v).abs()], -1)))
-        enc = tok([b[0] for b in batch], [b[1] for b in batch], truncation=True, max_length=args.max_length,
-                  padding=True, return_tensors="pt")
-        if args.pooling == "cls":
-            return model(**enc).logits
-        hidden = model.bert(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        return model.classifier(model.dropout((hidden * mask).sum(1) / mask.sum(1)))
+        if args.pooling == "mean":
+            return model.classifier(model.dropout(mean_pooled(model.bert, tok, first, second, args.max_length)))
+        return model(**tok(first, second, truncation=True, max_length=args.max_length, padding=True,
+                           return_tensors="pt")).logits
 
     def accuracy(data) -> float:
         model.eval()
@@ -102,31 +95,32 @@ def main(argv=None) -> None:
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 
+def mean_pooled(encoder, tok, texts, pairs, max_length: int) -> torch.Tensor:
+    """Masked mean of the last hidden states of ``texts`` (with ``pairs``, the two tokenized together)."""
+    enc = tok(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    return (encoder(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
+
+
 def frozen_cosine(encoder, tok, train, dev, max_length: int) -> None:
     """Is there signal the frozen sentence embeddings carry? Cosine of (premise, hypothesis), one feature."""
     from scipy.stats import binomtest
     from sklearn.linear_model import LogisticRegression
 
     def cosines(data):
-        out = []
         with torch.inference_mode():
-            for i in range(0, len(data), 64):
-                pair = []
-                for texts in ([b[0] for b in data[i:i + 64]], [b[1] for b in data[i:i + 64]]):
-                    enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-                    mask = enc["attention_mask"].unsqueeze(-1).float()
-                    pair.append((encoder(**enc).last_hidden_state * mask).sum(1) / mask.sum(1))
-                out.append(torch.nn.functional.cosine_similarity(*pair))
+            out = [torch.nn.functional.cosine_similarity(
+                *(mean_pooled(encoder, tok, [b[k] for b in data[i:i + 64]], None, max_length) for k in (0, 1)))
+                for i in range(0, len(data), 64)]
         return torch.cat(out).unsqueeze(-1).numpy()
 
-    fit = LogisticRegression().fit(cosines(train), [b[2] for b in train])
-    dev_y = [b[2] for b in dev]
+    train_x, train_y, dev_y = cosines(train), [b[2] for b in train], [b[2] for b in dev]
+    fit = LogisticRegression().fit(train_x, train_y)
     right = int((fit.predict(cosines(dev)) == dev_y).sum())
     majority = max(dev_y.count(0), dev_y.count(1)) / len(dev_y)
     p = binomtest(right, len(dev_y), majority, alternative="greater").pvalue
-    print(f"frozen cosine + logistic regression: train {fit.score(cosines(train), [b[2] for b in train]):.3f}  "
+    print(f"frozen cosine + logistic regression: train {fit.score(train_x, train_y):.3f}  "
           f"dev {right / len(dev_y):.3f} ({right}/{len(dev_y)}; majority {majority:.3f}, binomial p {p:.3f})", flush=True)
-
 
 if __name__ == "__main__":
     main()
