@@ -120,7 +120,7 @@ class TrainConfig:
     checkpoint_every: Annotated[Int, Field(ge=0)] = 0          # 0: no intermediate checkpoints
     lr: Annotated[float, Field(gt=0, le=100.0), NUMBER] = 5e-5
     batch_size: Annotated[Int, Field(gt=0, le=65536)] = 16
-    eval_batch_size: Annotated[Int, Field(gt=0, le=65536)] = 64
+    eval_batch_size: Optional[Annotated[Int, Field(gt=0, le=65536)]] = None   # null: 16 on CPU, 64 on GPU
     grad_accum: Annotated[Int, Field(gt=0, le=4096)] = 1
     scheduler: SCHEDULERS = "linear"                           # transformers.get_scheduler name (see SCHEDULERS)
     warmup_ratio: Annotated[float, Field(ge=0, le=1), NUMBER] = 0.1

@@ -420,10 +420,12 @@ def shares_train(n_train: int, visits: int) -> bool:
     return n_train <= 2 * visits
 
 
-def share_for_trial(cfg: Any, cache: PrefixCache, model: nn.Module, data: Any, batches, autocast) -> dict:
+def share_for_trial(cfg: Any, cache: PrefixCache, model: nn.Module, data: Any, batches, autocast,
+                    batch_size: int) -> dict:
     """With ``train.shared_prefix`` (default), serve the trial's cache from the sweep's store: the evaluation
     splits, and the training split where :func:`shares_train`, computed once per sweep and memory-mapped by
-    every trial with the same prefix. Returns what happened (the key, the splits this trial computed)."""
+    every trial with the same prefix (computed ``batch_size`` examples at a time). Returns what happened (the
+    key, the splits this trial computed)."""
     if not getattr(cfg.train, "shared_prefix", False):
         return {"shared": False}
     key = prefix_key(model, cache.trainable, cache.plan, data.key, cache.dtype)
@@ -431,5 +433,5 @@ def share_for_trial(cfg: Any, cache: PrefixCache, model: nn.Module, data: Any, b
     names = [n for n in ("train", "val", "test") if len(data.split(n))
              and (n != "train" or shares_train(len(data.train), visits))]
     computed = cache.share(SharedPrefix(shared_root(cfg), key), model, {n: data.split(n) for n in names}, batches,
-                           cfg.train.eval_batch_size, autocast)
+                           batch_size, autocast)
     return {"shared": True, "key": key, "splits": names, "computed": computed}

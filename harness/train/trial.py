@@ -34,7 +34,7 @@ from harness.train.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from harness.train.distributed import ShardedStream, global_mean, rank_world
 from harness.train.engines import Engine, loss_fn, make_engine
 from harness.train.engines.base import MODEL_INPUTS
-from harness.train.evaluate import Evaluation, collate_split, evaluate, to_device
+from harness.train.evaluate import Evaluation, collate_split, eval_batch_size, evaluate, to_device
 from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
 from harness.train.precision import resolve as resolve_precision
@@ -145,7 +145,8 @@ def _setup(run: _Run) -> _Setup:
             batch = collate_split(split, idx, pad)
             return {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
 
-        shared = prefix_cache.share_for_trial(cfg, prefix, model, data, inputs, engine.autocast)
+        shared = prefix_cache.share_for_trial(cfg, prefix, model, data, inputs, engine.autocast,
+                                               eval_batch_size(cfg.train, device))
         if shared["shared"]:
             run.result["shared_prefix"] = shared
         run.times["prefix_s"] = time.perf_counter() - t_prefix
@@ -210,8 +211,8 @@ def _save_checkpoint(run: _Run, engine: Engine, stream) -> str:
 
 def _evaluate(run: _Run, s: _Setup, split: str, idx: np.ndarray) -> Evaluation:
     t = time.perf_counter()
-    ev = evaluate(s.engine, s.data.split(split), split, idx, run.cfg.train.eval_batch_size, s.pad_id, s.device,
-                  run.cfg.model.num_labels, run.cfg.train.label_smoothing,
+    ev = evaluate(s.engine, s.data.split(split), split, idx, eval_batch_size(run.cfg.train, s.device), s.pad_id,
+                  s.device, run.cfg.model.num_labels, run.cfg.train.label_smoothing,
                   pad_to_multiple_of=run.cfg.train.pad_to_multiple_of)
     if split == "test" and s.curve != "test":
         run.test_s += time.perf_counter() - t

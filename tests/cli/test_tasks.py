@@ -83,7 +83,7 @@ def _reproduce(result, sweep_dir, cache_dir):
     from harness.data import tokenize_cache
     from harness.results.predictions import read_predictions
     from harness.train.engines import make_engine
-    from harness.train.evaluate import evaluate
+    from harness.train.evaluate import eval_batch_size, evaluate
     from harness.train.model import load_tokenizer, tokenizer_source
 
     os.environ["FREEZEBENCH_CACHE"] = str(cache_dir)
@@ -98,8 +98,9 @@ def _reproduce(result, sweep_dir, cache_dir):
         p.requires_grad_(False)
     model.classifier.weight.requires_grad_(True)                         # an engine needs something to train
     engine = make_engine(model, trial.train, __import__("torch").device("cpu"))
-    ev = evaluate(engine, data.test, "test", np.arange(len(data.test)), trial.train.eval_batch_size,
-                  tok.pad_token_id, __import__("torch").device("cpu"), 1)
+    cpu = __import__("torch").device("cpu")
+    ev = evaluate(engine, data.test, "test", np.arange(len(data.test)), eval_batch_size(trial.train, cpu),
+                  tok.pad_token_id, cpu, 1)
     stored = read_predictions(sweep_dir / "trials" / result["trial_id"] / "predictions.parquet")
     order = np.argsort(ev.example_ids)
     assert np.array_equal(ev.example_ids[order], stored["example_id"])

@@ -430,3 +430,26 @@ def test_fast_paths_train_every_architecture(arch):
     torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
     grads = [p.grad for n, p in fast.named_parameters() if re.search(r"\.layers?\.\d+\.", n) and n.endswith("weight")]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_eval_batch_size_defaults_per_device_and_does_not_change_predictions():
+    """``train.eval_batch_size: null`` means 16 on CPU and 64 on GPU; an explicit value wins; and evaluating in
+    batches of 16 or 64 length-sorted examples gives the same predictions and loss (padding is masked)."""
+    from harness.config.schema import TrainConfig
+    from harness.data.tokenize_cache import TokenizedSplit
+    from harness.train.engines import make_engine
+    from harness.train.evaluate import CPU_EVAL_BATCH, GPU_EVAL_BATCH, eval_batch_size, evaluate
+
+    cpu = torch.device("cpu")
+    assert eval_batch_size(TrainConfig(), cpu) == CPU_EVAL_BATCH == 16
+    assert eval_batch_size(TrainConfig(), torch.device("cuda")) == GPU_EVAL_BATCH == 64
+    assert eval_batch_size(TrainConfig(eval_batch_size=7), torch.device("cuda")) == 7
+    model = tiny_model("bert")
+    engine = make_engine(model, TrainConfig(precision="fp32"), cpu)
+    rng = np.random.default_rng(0)
+    split = TokenizedSplit([rng.integers(5, 90, int(n)).astype(np.int32) for n in rng.integers(3, 40, 100)],
+                           rng.integers(0, 2, 100).astype(np.int64))
+    small, big = (evaluate(engine, split, "test", np.arange(100), bs, 0, cpu, 2) for bs in (16, 64))
+    assert np.array_equal(small.example_ids, big.example_ids)
+    assert np.array_equal(small.predictions, big.predictions)
+    assert small.loss == pytest.approx(big.loss, rel=1e-5)
