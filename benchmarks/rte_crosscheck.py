@@ -1,8 +1,9 @@
 """RTE with the packaged MiniLM in a plain transformers + torch loop, no harness code: does the harness hold the
 model at chance, or does the model stay there on its own?
 
-    python -m benchmarks.rte_crosscheck [--pooling cls|mean|bi] [--lr 5e-5] [--epochs 4] [--seed 0] [--threads 2]
-    python -m benchmarks.rte_crosscheck --frozen-cosine
+    python -m benchmarks.rte_crosscheck [--pooling cls|mean|bi|cosine] [--freeze-attention] [--lr 5e-5] [--head-lr X]
+                                        [--epochs 4] [--seed 0] [--threads 2]
+    python -m benchmarks.rte_crosscheck --frozen-cosine | --frozen-probe
 
 Same splits as the harness's ``configs/glue_rte.yaml`` with the shared TSVs (``../shared/data/glue/RTE``): 124
 training pairs held out (a fixed shuffle), the rest trained on, ``dev.tsv`` read after each epoch. ``mean``
@@ -11,7 +12,10 @@ pooler's [CLS]. ``bi`` encodes the two texts separately (a bi-encoder, as senten
 on NLI): masked means u and v, a linear head on (u, v, |u - v|). Prints the CPU model, then loss, held-out and dev
 accuracy per epoch. ``--frozen-cosine`` trains nothing: a scikit-learn logistic regression on the cosine of the
 frozen model's mean-pooled embeddings of the two texts, fitted on the training pairs, scored once on dev, with
-scipy's one-sided binomial p against the dev majority class.
+scipy's one-sided binomial p against the dev majority class. ``--frozen-probe`` asks which frozen pair features carry
+that signal: one cross-validated logistic regression each on the cross-encoded [CLS] state and masked mean, the
+bi-encoded (u, v, |u - v|, u * v) and their cosine. ``--pooling cosine`` fine-tunes a bi-encoder whose head reads only
+that cosine (``--head-lr`` for its two weights); ``--freeze-attention`` freezes the embeddings and attention.
 """
 from __future__ import annotations
 
@@ -38,8 +42,12 @@ def read(path: Path) -> list[tuple[str, str, int]]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pooling", choices=("cls", "mean", "bi"), default="cls")
+    ap.add_argument("--pooling", choices=("cls", "mean", "bi", "cosine"), default="cls")
+    ap.add_argument("--freeze-attention", action="store_true", help="embeddings and attention frozen")
+    ap.add_argument("--head-lr", type=float, default=None, help="learning rate of the new head (default: --lr)")
     ap.add_argument("--frozen-cosine", action="store_true", help="no fine-tuning: logistic regression on the cosine")
+    ap.add_argument("--frozen-probe", action="store_true",
+                    help="no fine-tuning: the same cross-validated probe on four kinds of frozen pair features")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
@@ -57,13 +65,21 @@ def main(argv=None) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
     if args.frozen_cosine:
         return frozen_cosine(model.bert.eval(), tok, train + held, dev, args.max_length)
-    bi_head = torch.nn.Linear(3 * model.config.hidden_size, 2)
+    if args.frozen_probe:
+        return frozen_probe(model.bert.eval(), tok, train + held, dev, args.max_length)
+    bi_head = torch.nn.Linear(1 if args.pooling == "cosine" else 3 * model.config.hidden_size, 2)
+    if args.freeze_attention:
+        for name, param in model.named_parameters():
+            param.requires_grad_(not ("embeddings." in name or ".attention." in name))
 
     def logits(batch):
         first, second = [b[0] for b in batch], [b[1] for b in batch]
         if args.pooling == "bi":
             u, v = (mean_pooled(model.bert, tok, texts, None, args.max_length) for texts in (first, second))
             return bi_head(model.dropout(torch.cat([u, v, (u - v).abs()], -1)))
+        if args.pooling == "cosine":
+            u, v = (mean_pooled(model.bert, tok, texts, None, args.max_length) for texts in (first, second))
+            return bi_head(torch.nn.functional.cosine_similarity(u, v).unsqueeze(-1))
         if args.pooling == "mean":
             return model.classifier(model.dropout(mean_pooled(model.bert, tok, first, second, args.max_length)))
         return model(**tok(first, second, truncation=True, max_length=args.max_length, padding=True,
@@ -79,8 +95,11 @@ def main(argv=None) -> None:
 
     bs = 16
     steps = args.epochs * (len(train) // bs)
-    params = list(model.parameters()) + (list(bi_head.parameters()) if args.pooling == "bi" else [])
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    head = list(bi_head.parameters()) if args.pooling in ("bi", "cosine") else []
+    params = [p for p in model.parameters() if p.requires_grad] + head
+    opt = torch.optim.AdamW([{"params": params[:len(params) - len(head)]},
+                             {"params": head, "lr": args.head_lr or args.lr, "weight_decay": 0.0}],
+                            lr=args.lr, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
     start = time.perf_counter()
     for epoch in range(args.epochs):
@@ -100,6 +119,40 @@ def mean_pooled(encoder, tok, texts, pairs, max_length: int) -> torch.Tensor:
     enc = tok(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
     mask = enc["attention_mask"].unsqueeze(-1).float()
     return (encoder(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
+
+
+def pair_features(encoder, tok, data, max_length: int) -> dict:
+    """Frozen features of each pair: cross-encoded ([CLS] state, masked mean) and bi-encoded ((u, v, |u-v|, u*v), cos)."""
+    out: dict[str, list] = {"cross [CLS]": [], "cross mean": [], "bi (u, v, |u-v|, u*v)": [], "bi cosine": []}
+    with torch.inference_mode():
+        for i in range(0, len(data), 64):
+            first, second = [b[0] for b in data[i:i + 64]], [b[1] for b in data[i:i + 64]]
+            enc = tok(first, second, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            out["cross [CLS]"].append(encoder(**enc).last_hidden_state[:, 0])
+            out["cross mean"].append(mean_pooled(encoder, tok, first, second, max_length))
+            u, v = (mean_pooled(encoder, tok, texts, None, max_length) for texts in (first, second))
+            out["bi (u, v, |u-v|, u*v)"].append(torch.cat([u, v, (u - v).abs(), u * v], -1))
+            out["bi cosine"].append(torch.nn.functional.cosine_similarity(u, v).unsqueeze(-1))
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def frozen_probe(encoder, tok, train, dev, max_length: int) -> None:
+    """Which frozen pair features carry signal? One probe for all: standardised features, logistic regression with
+    its C chosen by 5-fold cross-validation on the training pairs (scikit-learn), scored once on dev."""
+    from scipy.stats import binomtest
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train_x, dev_x = pair_features(encoder, tok, train, max_length), pair_features(encoder, tok, dev, max_length)
+    train_y, dev_y = [b[2] for b in train], [b[2] for b in dev]
+    majority = max(dev_y.count(0), dev_y.count(1)) / len(dev_y)
+    for name, x in train_x.items():
+        fit = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, cv=5, max_iter=2000)).fit(x, train_y)
+        right = int((fit.predict(dev_x[name]) == dev_y).sum())
+        p = binomtest(right, len(dev_y), majority, alternative="greater").pvalue
+        print(f"frozen {name:<22} ({x.shape[1]:4d} features): train {fit.score(x, train_y):.3f}  dev "
+              f"{right / len(dev_y):.3f} ({right}/{len(dev_y)}; majority {majority:.3f}, binomial p {p:.3f})", flush=True)
 
 
 def frozen_cosine(encoder, tok, train, dev, max_length: int) -> None:
