@@ -1,21 +1,19 @@
 """Resume tier: a sweep killed with SIGKILL (driver and all) continues with --resume; nothing runs twice."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.tune_state import as_killed_before_first_snapshot
+from tests.support.sweep_kill import sigkill_when
+from tests.support.tune_state import as_killed_before_first_snapshot, as_rotated_after_last_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -43,23 +41,13 @@ def _results(out: Path) -> dict[str, dict]:
 def test_sigkill_mid_sweep_then_resume(tmp_path, cache_dir):
     out = tmp_path / "results"
     env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
-    proc = _start(out, env=env)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:  # wait: one trial finished, the next one past a checkpoint
-            res = _results(out)
-            done = [r for r in res.values() if r["status"] == "ok"]
-            mid = [r for r in res.values() if r["status"] == "running" and r["history"] and r["history"][-1]["step"] >= 15]
-            if done and mid:
-                break
-            assert proc.poll() is None, (out.parent / "sweep.log").read_text()[-3000:]
-            time.sleep(0.1)
-        else:
-            pytest.fail("the sweep never reached the kill point")
-    finally:
-        with contextlib.suppress(ProcessLookupError):   # already gone: the assertion above says why
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+
+    def one_done_and_one_past_a_checkpoint() -> bool:
+        res = _results(out).values()
+        return any(r["status"] == "ok" for r in res) and any(
+            r["status"] == "running" and r["history"] and r["history"][-1]["step"] >= 15 for r in res)
+
+    sigkill_when(_start(out, env=env), one_done_and_one_past_a_checkpoint, out.parent / "sweep.log")
     before = _results(out)
     finished_before = {k: r["started_at"] for k, r in before.items() if r["status"] == "ok"}
     interrupted = [k for k, r in before.items() if r["status"] == "running"]
@@ -85,6 +73,37 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, cache_dir):
     clean = _start(reference, env=env)
     assert clean.wait(timeout=600) == 0, (reference.parent / "sweep.log").read_text()[-4000:]
     assert _verdicts(out) == _verdicts(reference)
+
+
+def test_resume_after_tune_rotated_away_the_checkpoint_its_snapshot_names(tmp_path, cache_dir):
+    """Tune keeps two checkpoints per trial and snapshots the experiment every few seconds: a driver killed
+    between a rotation and the next snapshot leaves a snapshot naming a deleted checkpoint with newer ones beside
+    it. Tune's own restore would fail that trial ("does not exist on storage anymore"); ``--resume`` continues it
+    from its newest checkpoint instead, and nothing else is run twice."""
+    out = tmp_path / "results"
+    env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
+
+    def one_past_its_second_checkpoint() -> bool:
+        return any(r["status"] == "running" and r["history"] and r["history"][-1]["step"] >= 25
+                   for r in _results(out).values())
+
+    sigkill_when(_start(out, env=env), one_past_its_second_checkpoint, out.parent / "sweep.log")
+    interrupted = [k for k, r in _results(out).items() if r["status"] == "running"]
+    rotated = {}
+    for key in interrupted:
+        trial_dir = next((out / "smoke" / "_tune").glob(f"*/{key}"))
+        if any(trial_dir.glob("checkpoint_*")):
+            rotated[key] = as_rotated_after_last_snapshot(trial_dir)
+    assert rotated, "no interrupted trial had a checkpoint"
+
+    resumed = _start(out, "--resume", env=env)
+    assert resumed.wait(timeout=600) == 0, (out.parent / "sweep-resume.log").read_text()[-4000:]
+    after = _results(out)
+    assert len(after) == 2 and all(r["status"] == "ok" for r in after.values())
+    for key in rotated:   # continued from the checkpoint that was left, not from scratch
+        assert after[key]["resumed_from_step"] and after[key]["resumed_from_step"] >= 20
+        assert [h["step"] for h in after[key]["history"]] == list(range(0, 81, 5))
+        assert len(after[key]["train_losses"]) == 80
 
 
 def _verdicts(out: Path) -> list[dict]:

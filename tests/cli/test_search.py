@@ -11,10 +11,8 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from harness.config.schema import ConfigError
 from harness.config.search import sampled_trial, studies
 from tests.conftest import ROOT, tiny_sweep_dict
 from tests.support.guards import forbid_model_loads, forbid_ray
+from tests.support.sweep_kill import sigkill_when
 from tests.support.tune_state import as_killed_before_first_snapshot
 
 SPACE = {"lr": {"loguniform": [1e-4, 1e-2]}, "weight_decay": {"uniform": [0.0, 0.1]}}
@@ -170,22 +169,14 @@ def test_random_sweep_resumes_after_sigkill(tmp_path, cache_dir):
     data["train"].update(max_steps=40, eval_every=4, checkpoint_every=8)   # trials long enough to be caught mid-way
     cfg.write_text(yaml.safe_dump(data))
     env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
-    proc = _start(cfg, log=tmp_path / "sweep.log", env=env)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:   # kill once some trials finished and others run
-            res = _results(out)
-            if sum(r["status"] == "ok" for r in res.values()) >= 3 and any(r["status"] == "running" for r in res.values()):
-                time.sleep(2)   # let Tune's state snapshot and searcher state lag (or not): both must resume
-                break
-            assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
-            time.sleep(0.1)
-        else:
-            pytest.fail("the sweep never reached the kill point")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+
+    def some_finished_and_others_running() -> bool:
+        res = _results(out).values()
+        return sum(r["status"] == "ok" for r in res) >= 3 and any(r["status"] == "running" for r in res)
+
+    # settle: let Tune's state snapshot and searcher state lag (or not): both must resume
+    sigkill_when(_start(cfg, log=tmp_path / "sweep.log", env=env), some_finished_and_others_running,
+                 tmp_path / "sweep.log", settle=2)
     before = {k: r["started_at"] for k, r in _results(out).items() if r["status"] == "ok"}
     assert before
     log = tmp_path / "sweep-resume.log"

@@ -2,6 +2,7 @@
 the ``report`` callable a trial is handed."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -9,7 +10,8 @@ from typing import Any, Callable
 from harness.train.affinity import claim_cpus
 from harness.train.checkpoint import newest_first
 
-__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "restore_candidates", "reporter", "pin_trial"]
+__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "refill_rotated_checkpoints", "restore_candidates",
+           "reporter", "pin_trial"]
 
 ALREADY_FINISHED = "already_finished"   # final-report key: the trial had finished in an earlier run, nothing ran
 
@@ -41,6 +43,31 @@ def pin_trial(resources, world: int = 1) -> list[int] | None:
     if not resources.pin_cpus or resources.gpus_per_trial > 0 or cpus != int(cpus) or int(cpus) % world:
         return None
     return claim_cpus(int(cpus) // world)
+
+
+_TUNE_CHECKPOINT = re.compile(r"checkpoint_(\d{6})")     # Ray's name for a trial's persisted checkpoint
+
+
+def refill_rotated_checkpoints(experiment_dir: Path | str) -> list[Path]:
+    """Before ``Tuner.restore``: an empty folder wherever Tune's snapshot may name a checkpoint it has since
+    rotated away, so that the restore reaches the trial and the trial resumes from its newest checkpoint.
+
+    Why: with ``CheckpointConfig(num_to_keep=2)`` Tune deletes a trial's older checkpoints as new ones arrive, but
+    writes its experiment snapshot only every few seconds. A driver killed between the two leaves a snapshot that
+    names ``checkpoint_00000k`` while ``k`` is gone and ``k+1``, ``k+2`` sit beside it; Tune's restore then fails
+    the trial ("does not exist on storage anymore") before any of its code runs, and no Tune option restores from
+    another checkpoint. Tune only checks that the folder exists before handing it to the trial, whose
+    :func:`restore_candidates` also lists every ``checkpoint_*`` in its folder and takes the newest complete one
+    (an empty folder has no ``done`` marker and is tried last). Rotation only deletes older checkpoints, so only
+    indices below a trial's newest are filled. Returns the folders made."""
+    made: list[Path] = []
+    for trial_dir in sorted(p for p in Path(experiment_dir).iterdir() if p.is_dir()):
+        indices = {int(m.group(1)) for c in trial_dir.iterdir() if (m := _TUNE_CHECKPOINT.fullmatch(c.name))}
+        for index in range(max(indices, default=0)):
+            if index not in indices:
+                (folder := trial_dir / f"checkpoint_{index:06d}").mkdir()
+                made.append(folder)
+    return made
 
 
 def restore_candidates(handed_back: Any, storage: Path) -> list[str]:

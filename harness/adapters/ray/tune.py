@@ -10,7 +10,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from harness.adapters.ray.common import ALREADY_FINISHED, flat_metrics, pin_trial, reporter, restore_candidates, resumable
+from harness.adapters.ray.common import (ALREADY_FINISHED, flat_metrics, pin_trial, refill_rotated_checkpoints, reporter,
+                                        restore_candidates, resumable)
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_resources
 from harness.adapters.shims import set_restored_tuner_callbacks
@@ -213,6 +214,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
         scheduler = asha(early_stopping, max(t.train.max_steps for t in trials), metric, mode)
     if resume and resumable(exp):
         console(f"resuming sweep from {exp}")
+        refill_rotated_checkpoints(exp)   # Tune's snapshot may name a checkpoint it rotated away
         tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
         set_restored_tuner_callbacks(tuner, callbacks)   # Tune does not restore callbacks
     else:
