@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.adapters.shims import set_restored_tuner_callbacks
 from harness.train.affinity import claim_cpus
 from harness.train.checkpoint import newest_first
 
-__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "refill_rotated_checkpoints", "restore_candidates",
-           "reporter", "pin_trial"]
+__all__ = ["ALREADY_FINISHED", "flat_metrics", "resumable", "refill_rotated_checkpoints", "restored_tuner",
+           "restore_candidates", "reporter", "pin_trial"]
 
 ALREADY_FINISHED = "already_finished"   # final-report key: the trial had finished in an earlier run, nothing ran
 
@@ -68,6 +69,17 @@ def refill_rotated_checkpoints(experiment_dir: Path | str) -> list[Path]:
                 (folder := trial_dir / f"checkpoint_{index:06d}").mkdir()
                 made.append(folder)
     return made
+
+
+def restored_tuner(experiment_dir: Path | str, trainable: Any, callbacks: list) -> Any:
+    """``Tuner.restore`` of a grid sweep or a search study, unfinished and errored trials included, after
+    :func:`refill_rotated_checkpoints`, with ``callbacks`` put back (Tune does not restore them)."""
+    from ray import tune
+
+    refill_rotated_checkpoints(experiment_dir)
+    tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    set_restored_tuner_callbacks(tuner, callbacks)
+    return tuner
 
 
 def restore_candidates(handed_back: Any, storage: Path) -> list[str]:

@@ -15,11 +15,10 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Repeater
 from ray.tune.search.repeater import TRIAL_INDEX
 
-from harness.adapters.ray.common import refill_rotated_checkpoints, resumable
+from harness.adapters.ray.common import restored_tuner, resumable
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, trial_resources
 from harness.adapters.ray.tune import SAMPLE_KEY, _trainable, asha, run_config, trial_of, tune_config
-from harness.adapters.shims import set_restored_tuner_callbacks
 from harness.config.search import Study
 from harness.results import load_result
 from harness.results.recover import tune_experiment_dir
@@ -190,9 +189,7 @@ def run_search(studies: list[Study], *, tokenized_path: str | None, resume: bool
         exp = study_experiment_dir(study)
         if resume and resumable(exp):
             console(f"resuming study {study.label} from {exp}")
-            refill_rotated_checkpoints(exp)   # Tune's snapshot may name a checkpoint it rotated away
-            tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
-            set_restored_tuner_callbacks(tuner, callbacks)   # Tune does not restore callbacks
+            tuner = restored_tuner(exp, trainable, callbacks)
         else:
             console(f"study {study.label}: {study.algorithm}, {study.num_samples} configurations x "
                     f"{len(study.seeds)} seeds")

@@ -10,11 +10,10 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from harness.adapters.ray.common import (ALREADY_FINISHED, flat_metrics, pin_trial, refill_rotated_checkpoints, reporter,
-                                        restore_candidates, resumable)
+from harness.adapters.ray.common import (ALREADY_FINISHED, flat_metrics, pin_trial, reporter, restore_candidates,
+                                        restored_tuner, resumable)
 from harness.adapters.ray.progress import ProgressCallback
 from harness.adapters.ray.train import max_concurrent, run_data_parallel, trial_resources
-from harness.adapters.shims import set_restored_tuner_callbacks
 from harness.adapters.wandb import TrialTracker, process_rank
 from harness.config import TrialConfig, config_hash, trial_from_dict
 from harness.config.search import sampled_trial
@@ -214,9 +213,7 @@ def run_tune(trials: list[TrialConfig], *, tokenized_path: str | None, resume: b
         scheduler = asha(early_stopping, max(t.train.max_steps for t in trials), metric, mode)
     if resume and resumable(exp):
         console(f"resuming sweep from {exp}")
-        refill_rotated_checkpoints(exp)   # Tune's snapshot may name a checkpoint it rotated away
-        tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
-        set_restored_tuner_callbacks(tuner, callbacks)   # Tune does not restore callbacks
+        tuner = restored_tuner(exp, trainable, callbacks)
     else:
         param_space = {"trial": tune.grid_search([t.to_dict() for t in trials]),
                        "tokenized_path": tokenized_path, "log_level": first.logging.level.upper()}
