@@ -74,12 +74,11 @@ def main(argv=None) -> None:
 
     def logits(batch):
         first, second = [b[0] for b in batch], [b[1] for b in batch]
-        if args.pooling == "bi":
+        if args.pooling in ("bi", "cosine"):
             u, v = (mean_pooled(model.bert, tok, texts, None, args.max_length) for texts in (first, second))
+            if args.pooling == "cosine":
+                return bi_head(torch.nn.functional.cosine_similarity(u, v).unsqueeze(-1))
             return bi_head(model.dropout(torch.cat([u, v, (u - v).abs()], -1)))
-        if args.pooling == "cosine":
-            u, v = (mean_pooled(model.bert, tok, texts, None, args.max_length) for texts in (first, second))
-            return bi_head(torch.nn.functional.cosine_similarity(u, v).unsqueeze(-1))
         if args.pooling == "mean":
             return model.classifier(model.dropout(mean_pooled(model.bert, tok, first, second, args.max_length)))
         return model(**tok(first, second, truncation=True, max_length=args.max_length, padding=True,
@@ -114,11 +113,19 @@ def main(argv=None) -> None:
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 
+def encoded(encoder, tok, texts, pairs, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states of ``texts`` (with ``pairs``, the two tokenized together) and their [batch, len, 1] mask."""
+    enc = tok(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return encoder(**enc).last_hidden_state, enc["attention_mask"].unsqueeze(-1).float()
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (hidden * mask).sum(1) / mask.sum(1)
+
+
 def mean_pooled(encoder, tok, texts, pairs, max_length: int) -> torch.Tensor:
     """Masked mean of the last hidden states of ``texts`` (with ``pairs``, the two tokenized together)."""
-    enc = tok(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    mask = enc["attention_mask"].unsqueeze(-1).float()
-    return (encoder(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
+    return masked_mean(*encoded(encoder, tok, texts, pairs, max_length))
 
 
 def pair_features(encoder, tok, data, max_length: int) -> dict:
@@ -127,9 +134,9 @@ def pair_features(encoder, tok, data, max_length: int) -> dict:
     with torch.inference_mode():
         for i in range(0, len(data), 64):
             first, second = [b[0] for b in data[i:i + 64]], [b[1] for b in data[i:i + 64]]
-            enc = tok(first, second, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            out["cross [CLS]"].append(encoder(**enc).last_hidden_state[:, 0])
-            out["cross mean"].append(mean_pooled(encoder, tok, first, second, max_length))
+            hidden, mask = encoded(encoder, tok, first, second, max_length)     # one cross-encoding for both
+            out["cross [CLS]"].append(hidden[:, 0])
+            out["cross mean"].append(masked_mean(hidden, mask))
             u, v = (mean_pooled(encoder, tok, texts, None, max_length) for texts in (first, second))
             out["bi (u, v, |u-v|, u*v)"].append(torch.cat([u, v, (u - v).abs(), u * v], -1))
             out["bi cosine"].append(torch.nn.functional.cosine_similarity(u, v).unsqueeze(-1))
