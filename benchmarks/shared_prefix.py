@@ -32,7 +32,7 @@ def sweep_dict(args, out_dir: str, shared: bool) -> dict:
                  "curve_eval_size": min(args.val_size, 64)},
         "train": {"max_steps": args.steps, "eval_every": max(1, args.steps // 3), "batch_size": 16,
                   "precision": args.precision, "device": "cpu", "cache_frozen_prefix": True, "shared_prefix": shared,
-                  "lr": args.lrs[0], "eval_batch_size": 128},
+                  "lr": args.lrs[0], "eval_batch_size": args.eval_batch_size},
         "strategy": {"name": args.strategy, "params": params},
         "search": {"lr": args.lrs, "seed": list(range(args.seeds))},
         "resources": {"cpus_per_trial": args.threads},
@@ -73,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 where the CPU has bf16 instructions, else fp32 (what a sweep runs)")
+    p.add_argument("--eval-batch-size", type=int, default=None,
+                   help="evaluation (and shared-prefix) batch; default: the harness's own (16 on CPU)")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--data", default=str((ROOT / ".." / "shared" / "data" / "imdb").resolve()))
     p.add_argument("--json", help="also write the measurements here")
