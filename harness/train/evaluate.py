@@ -30,6 +30,17 @@ class Evaluation:
     def score(self, metric: str) -> float:
         return self.metrics[metric]
 
+    def subset(self, example_ids: np.ndarray, num_labels: int, label_smoothing: float = 0.0) -> "Evaluation":
+        """The evaluation of ``example_ids`` alone (all of them evaluated here), rescored from the stored outputs:
+        what evaluating them on their own computes, up to float rounding (padding never changes a logit)."""
+        keep = np.isin(self.example_ids, example_ids)
+        if int(keep.sum()) != len(np.unique(example_ids)):
+            raise ValueError("subset: some examples were not evaluated here")
+        outputs, labels, preds = self.outputs[keep], self.labels[keep], self.predictions[keep]
+        target = torch.as_tensor(labels)
+        loss = float(loss_fn(torch.as_tensor(outputs), target if num_labels == 1 else target.long(), label_smoothing))
+        return Evaluation(loss, score_all(num_labels, labels, preds), self.example_ids[keep], outputs, preds, labels)
+
 
 CPU_EVAL_BATCH, GPU_EVAL_BATCH = 16, 64
 

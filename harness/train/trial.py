@@ -100,6 +100,7 @@ class _Run:
                                    0.0)
         self.lengths: list[int] = []   # real lengths of the current step's reviews (cost accounting)
         self.trainability: Trainability | None = None   # the strategy's trainable set per step (set up in _setup)
+        self.final_val: Evaluation | None = None   # the whole validation set at the last step, when the curve read it
 
     @property
     def path(self) -> Path:
@@ -221,8 +222,14 @@ def _evaluate(run: _Run, s: _Setup, split: str, idx: np.ndarray) -> Evaluation:
     return ev
 
 
-def _record_eval(run: _Run, s: _Setup) -> dict:
-    ev = _evaluate(run, s, s.curve, s.curve_idx)
+def _record_eval(run: _Run, s: _Setup, last: bool = False) -> dict:
+    """One point of the learning curve. At the last step, where the curve reads part of the validation set, the
+    whole set is evaluated once and the curve point is read off it (the final evaluation would repeat it)."""
+    if last and s.curve == "val" and len(s.curve_idx) < len(s.data.val):
+        run.final_val = _evaluate(run, s, "val", np.arange(len(s.data.val)))
+        ev = run.final_val.subset(s.curve_idx, run.cfg.model.num_labels, run.cfg.train.label_smoothing)
+    else:
+        ev = _evaluate(run, s, s.curve, s.curve_idx)
     engine = s.engine
     row = {
         "step": run.step, "epoch": run.samples / max(1, len(s.data.train)),
@@ -277,7 +284,10 @@ def _final_evaluations(run: _Run, s: _Setup) -> None:
     last = res["history"][-1] if res["history"] else None
     if s.curve == "val":
         whole = len(s.curve_idx) == len(s.data.val)
-        if whole and last is not None and last["step"] == run.step and res["status"] == "ok":
+        current = last is not None and last["step"] == run.step and res["status"] == "ok"
+        if current and run.final_val is not None:      # evaluated with the curve's last point, same weights
+            val = _record(run, "val", run.final_val)
+        elif whole and current:
             val = {"split": "val", "step": run.step, "loss": last["val_loss"], "score": last["val_score"],
                    "metrics": {k[4:]: v for k, v in last.items() if k.startswith("val_") and k not in
                                ("val_loss", "val_score")}, "size": int(len(s.data.val))}
@@ -369,7 +379,7 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
             run.trainability.after_step(s.engine.model, run.step, run.lengths,
                                         cached=getattr(s.engine, "prefix", None) is not None)
             if run.step % tc.eval_every == 0 or run.step == tc.max_steps:
-                row = _record_eval(run, s)
+                row = _record_eval(run, s, last=run.step == tc.max_steps)
                 ckpt = None
                 if tc.checkpoint_every and run.step % tc.checkpoint_every == 0 and run.step < tc.max_steps:
                     ckpt = _checkpoint(run, s.engine, stream)

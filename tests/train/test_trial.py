@@ -147,3 +147,31 @@ def test_corrupt_checkpoint_falls_back_to_scratch(tmp_path, cache_dir):
     (bad / "trainable.safetensors").write_bytes(b"garbage")
     result = run_trial(_trial(tmp_path), restore_from=str(bad))
     assert result["status"] == "ok" and result["resumed_from_step"] is None
+
+
+def test_last_curve_point_is_read_off_the_final_validation_pass(tmp_path, cache_dir, monkeypatch):
+    """With a curve subset of the validation set, the last step evaluates the whole set once (not the subset, then
+    the set again); the curve point and the selected validation score are what two separate passes give."""
+    import numpy as np
+
+    import harness.train.trial as trial_mod
+
+    calls = []
+    real = trial_mod.evaluate
+    monkeypatch.setattr(trial_mod, "evaluate", lambda engine, split, name, idx, *a, **k: (
+        calls.append((name, len(idx))), real(engine, split, name, idx, *a, **k))[1])
+    data = {"curve_eval_size": 16}
+    new = run_trial(_trial(tmp_path / "new", data=data))
+    assert calls == [("val", 16)] * 3 + [("val", 64), ("test", 64)]       # steps 0, 4, 8; step 12 + final; test
+
+    calls.clear()
+    monkeypatch.setattr(trial_mod, "_record_eval", lambda run, s, last=False, _f=trial_mod._record_eval: _f(run, s))
+    old = run_trial(_trial(tmp_path / "old", data=data))                  # the two-pass path, for reference
+    assert calls == [("val", 16)] * 4 + [("val", 64), ("test", 64)]
+    a, b = new["history"][-1], old["history"][-1]
+    assert a["step"] == b["step"] == 12 and a["val_score"] == b["val_score"] and a["val_f1"] == b["val_f1"]
+    np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-5)
+    assert new["val"]["score"] == old["val"]["score"] and new["val"]["size"] == 64
+    np.testing.assert_allclose(new["val"]["loss"], old["val"]["loss"], rtol=1e-6)
+    assert new["test"] == old["test"]
+    assert [h["val_loss"] for h in new["history"][:-1]] == [h["val_loss"] for h in old["history"][:-1]]
