@@ -223,11 +223,13 @@ def _evaluate(run: _Run, s: _Setup, split: str, idx: np.ndarray) -> Evaluation:
 
 
 def _record_eval(run: _Run, s: _Setup, last: bool = False) -> dict:
-    """One point of the learning curve. At the last step, where the curve reads part of the validation set, the
-    whole set is evaluated once and the curve point is read off it (the final evaluation would repeat it)."""
-    if last and s.curve == "val" and len(s.curve_idx) < len(s.data.val):
+    """One point of the learning curve. At the last step the whole validation set is evaluated once (selection
+    reads it) and the curve point is read off it, whether the curve reads all of the set or part of it."""
+    if last and s.curve == "val":
         run.final_val = _evaluate(run, s, "val", np.arange(len(s.data.val)))
-        ev = run.final_val.subset(s.curve_idx, run.cfg.model.num_labels, run.cfg.train.label_smoothing)
+        whole = len(s.curve_idx) == len(s.data.val)
+        ev = run.final_val if whole else run.final_val.subset(s.curve_idx, run.cfg.model.num_labels,
+                                                                run.cfg.train.label_smoothing)
     else:
         ev = _evaluate(run, s, s.curve, s.curve_idx)
     engine = s.engine
@@ -281,19 +283,11 @@ def _record(run: _Run, split: str, ev: Evaluation) -> dict:
 def _final_evaluations(run: _Run, s: _Setup) -> None:
     """The whole validation set (selection reads it), then the test split, once, with its predictions."""
     res = run.result
-    last = res["history"][-1] if res["history"] else None
     if s.curve == "val":
-        whole = len(s.curve_idx) == len(s.data.val)
-        current = last is not None and last["step"] == run.step and res["status"] == "ok"
-        if current and run.final_val is not None:      # evaluated with the curve's last point, same weights
-            val = _record(run, "val", run.final_val)
-        elif whole and current:
-            val = {"split": "val", "step": run.step, "loss": last["val_loss"], "score": last["val_score"],
-                   "metrics": {k[4:]: v for k, v in last.items() if k.startswith("val_") and k not in
-                               ("val_loss", "val_score")}, "size": int(len(s.data.val))}
-        else:
-            val = _record(run, "val", _evaluate(run, s, "val", np.arange(len(s.data.val))))
-        res["val"] = val
+        # an ok trial evaluated the whole set with the curve's last point, at these weights; otherwise evaluate now
+        current = run.final_val is not None and res["status"] == "ok"
+        res["val"] = _record(run, "val", run.final_val if current else
+                             _evaluate(run, s, "val", np.arange(len(s.data.val))))
     test = _evaluate(run, s, "test", np.arange(len(s.data.test)))
     res["test"] = _record(run, "test", test)
     if s.curve == "test":
