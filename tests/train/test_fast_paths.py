@@ -412,6 +412,41 @@ def test_attention_falls_back_where_a_query_sees_nothing():
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
+def test_bf16_training_without_dropout_runs_sdpa_on_fp32_operands(monkeypatch):
+    """Training with no attention dropout under bf16 autocast: the fused kernel gets fp32 copies (its bf16 backward
+    is the slower one on CPU); logits and gradients match the stock bf16 path within bf16 rounding, and the
+    no-grad forward (evaluation) is still the stock bf16 call."""
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    stock, fast = tiny_model("bert", **no_dropout), tiny_model("bert", **no_dropout)
+    cpu_fast.install(fast)
+    seen = []
+    real = cpu_fast._sdpa()
+
+    def spy(module, q, *a, **k):
+        seen.append((q.dtype, torch.is_grad_enabled()))
+        return real(module, q, *a, **k)
+
+    monkeypatch.setattr(cpu_fast, "_sdpa", lambda: spy)
+    batch = collate(_reviews(4), [0, 1, 0, 1], pad_id=0)
+    outs = []
+    for model in (stock, fast):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
+        outs.append((logits.float(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    assert seen and all(dtype == torch.float32 and grad for dtype, grad in seen)
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
+    assert outs[0][1].keys() == outs[1][1].keys()
+    for name, g in outs[0][1].items():
+        torch.testing.assert_close(outs[1][1][name], g, rtol=5e-2, atol=5e-2, msg=name)
+    seen.clear()
+    fast.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert seen and all(dtype == torch.bfloat16 and not grad for dtype, grad in seen)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fast_paths_train_every_architecture(arch):
     """Every supported architecture trains through the swapped-in paths and evaluates exactly as before."""
