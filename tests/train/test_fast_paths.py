@@ -447,6 +447,55 @@ def test_bf16_training_without_dropout_runs_sdpa_on_fp32_operands(monkeypatch):
     assert seen and all(dtype == torch.bfloat16 and not grad for dtype, grad in seen)
 
 
+def test_training_attention_without_dropout_is_the_fp32_kernel_rounded_once():
+    """The no-dropout training path under bf16 autocast: output and input gradients are the fp32 kernel's on the
+    upcast operands, each rounded to bf16 once, bit for bit (the stock bf16 kernel is not: it differs)."""
+    torch.manual_seed(0)
+    q, k, v = [torch.randn(2, 3, 17, 8).to(torch.bfloat16).requires_grad_() for _ in range(3)]
+    keep = torch.ones(2, 17, dtype=torch.bool)
+    keep[1, 11:] = False
+    mask = keep[:, None, None, :]
+    module = torch.nn.Module()
+    module.is_causal = False
+    g = torch.randn(2, 17, 3, 8).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = cpu_fast.attention(module, q, k, v, mask, dropout=0.0)
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    qf, kf, vf = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    ref = torch.nn.functional.scaled_dot_product_attention(qf, kf, vf, attn_mask=mask).transpose(1, 2)
+    ref_grads = torch.autograd.grad(ref, (qf, kf, vf), g.float())
+    assert out.dtype == torch.bfloat16 and torch.equal(out, ref.to(torch.bfloat16))
+    for a, r in zip(grads, ref_grads):
+        assert a.dtype == torch.bfloat16 and torch.equal(a, r.to(torch.bfloat16))
+
+
+_NO_DROPOUT = {k: 0.0 for k in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                                 "mlp_dropout", "embedding_dropout", "classifier_dropout", "seq_classif_dropout",
+                                 "pooler_dropout")}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bf16_training_without_dropout_matches_the_stock_path_on_every_architecture(arch):
+    """With every dropout at 0 a training step is deterministic, so every architecture's swapped-in paths (fp32
+    operands for the fused attention kernel where the model calls it) are held to the stock model's logits and
+    gradients. On tiny random models bf16 rounding dominates some gradients (a key bias's is zero up to rounding),
+    so the tolerance is loose: this catches a broken path; the exact numerics are the kernel test's above."""
+    stock, fast = tiny_model(arch, **_NO_DROPOUT), tiny_model(arch, **_NO_DROPOUT)
+    cpu_fast.install(fast)
+    batch = collate(_reviews(4), [0, 1, 0, 1], pad_id=0)
+    outs = []
+    for model in (stock, fast):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
+        outs.append((logits.float(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
+    assert outs[0][1].keys() == outs[1][1].keys() and outs[0][1]
+    for name, g in outs[0][1].items():
+        torch.testing.assert_close(outs[1][1][name], g, rtol=5e-2, atol=5e-2, msg=name)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_fast_paths_train_every_architecture(arch):
     """Every supported architecture trains through the swapped-in paths and evaluates exactly as before."""
