@@ -412,6 +412,15 @@ def test_attention_falls_back_where_a_query_sees_nothing():
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
+def _bf16_step(model, batch):
+    """One bf16-autocast training forward + backward: (fp32 logits, {name: gradient})."""
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
+    return logits.float(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
 def test_bf16_training_without_dropout_runs_sdpa_on_fp32_operands(monkeypatch):
     """Training with no attention dropout under bf16 autocast: the fused kernel gets fp32 copies (its bf16 backward
     is the slower one on CPU); logits and gradients match the stock bf16 path within bf16 rounding, and the
@@ -428,13 +437,7 @@ def test_bf16_training_without_dropout_runs_sdpa_on_fp32_operands(monkeypatch):
 
     monkeypatch.setattr(cpu_fast, "_sdpa", lambda: spy)
     batch = collate(_reviews(4), [0, 1, 0, 1], pad_id=0)
-    outs = []
-    for model in (stock, fast):
-        model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
-        outs.append((logits.float(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    outs = [_bf16_step(model, batch) for model in (stock, fast)]
     assert seen and all(dtype == torch.float32 and grad for dtype, grad in seen)
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
     assert outs[0][1].keys() == outs[1][1].keys()
@@ -483,13 +486,7 @@ def test_bf16_training_without_dropout_matches_the_stock_path_on_every_architect
     stock, fast = tiny_model(arch, **_NO_DROPOUT), tiny_model(arch, **_NO_DROPOUT)
     cpu_fast.install(fast)
     batch = collate(_reviews(4), [0, 1, 0, 1], pad_id=0)
-    outs = []
-    for model in (stock, fast):
-        model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
-        outs.append((logits.float(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    outs = [_bf16_step(model, batch) for model in (stock, fast)]
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=2e-2, atol=2e-2)
     assert outs[0][1].keys() == outs[1][1].keys() and outs[0][1]
     for name, g in outs[0][1].items():
