@@ -20,7 +20,8 @@ from harness.data import DataError, check_source, resolve_format
 from harness.data.reach import hub_cached, hub_endpoint, hub_offline, probe
 from harness.train import prefix_cache
 from harness.train.engines.deepspeed_config import check_sweep
-from harness.train.model import ModelSourceError, build_model, check_model, load_hf_config, resolve_source
+from harness.train.model import (ModelSourceError, build_model, check_head, check_model, load_hf_config,
+                                 resolve_source)
 from harness.train.precision import resolve, slow_bf16_reason
 from harness.train.scheduled import check_schedule
 from harness.train.trial import pick_device
@@ -102,6 +103,7 @@ def preflight(cfg: SweepConfig, *, skip_if_hub_unreachable: bool = False, consol
             raise
         key = ("model.overrides" if cfg.model.overrides else "model.arch") if cfg.model.arch else "model.name"
         raise ConfigError(key, f"cannot load the model configuration: {exc}") from None
+    check_head(cfg.model)
     positions = getattr(hf, "max_position_embeddings", None)
     if isinstance(positions, int) and hf.model_type in ("roberta", "xlm-roberta", "camembert"):
         pad = getattr(hf, "pad_token_id", None)

@@ -79,6 +79,9 @@ class ModelConfig:
     attn_implementation: Optional[Str] = None
     # role map for an architecture without a built-in table (regexes per role, the layer list, LoRA targets)
     roles: Optional[RoleMap] = None
+    # start a new classification head where the checkpoint's has another size (a head trained on another task,
+    # e.g. STS-B's 1 output before RTE's 2): transformers' from_pretrained(ignore_mismatched_sizes=True)
+    ignore_mismatched_sizes: Bool = False
 
 
 @dataclass(frozen=True, config=SECTION)

