@@ -1,5 +1,6 @@
 """Any task through the real CLI: GLUE RTE (sentence pairs) and STS-B (regression, Pearson) with the shipped
-configs on a tiny random BERT, and the winner kept as a Hugging Face folder that reproduces its predictions."""
+configs on a tiny random BERT, and the winner kept as a Hugging Face folder that reproduces its predictions and
+starts an RTE sweep (a new head in place of its regression one)."""
 from __future__ import annotations
 
 import json
@@ -60,6 +61,15 @@ def test_stsb_regression_sweep_keeps_a_model_that_reproduces_its_predictions(tmp
     assert set(kept) == {"full", "freeze_attention"}                         # one model per strategy
     assert not list(sweep_dir.glob("trials/*/trainable.safetensors"))      # weights exported, then removed
     _reproduce(kept["freeze_attention"], sweep_dir, cache_dir)
+    # intermediate-task training: RTE from the kept STS-B model, its 1-output head replaced by a 2-class one
+    _sweep("configs/glue_rte.yaml", tmp_path, cache_dir, "--set", f"data.source={SHARED / 'glue' / 'RTE'}",
+           "--set", "data.config_name=null", "--set", "data.test_split=dev", "--set", "model.arch=null",
+           "--set", "model.overrides={}", "--set", f"model.name={kept['full']['model_dir']}",
+           "--set", "model.ignore_mismatched_sizes=true", "--set", "search.strategy=[freeze_attention]",
+           "--set", "search.seed=[0]")
+    (rte,) = _results(tmp_path / "results" / "glue_rte")
+    assert rte["status"] == "ok" and rte["metric"]["name"] == "accuracy" and rte["test"]["size"] == 139
+    assert rte["params"]["total"] == kept["full"]["params"]["total"] + 32 + 1   # one more output: 32 weights, 1 bias
 
 
 def _table_is_in(sweep_dir, metric, results):
