@@ -72,7 +72,7 @@ def tables_from_results(sweep_dir: Path, results: Sequence[dict], settings: Repo
     counts = {s: sum(1 for r in results if r.get("status") == s) for s in STATUSES}
     columns, scols = row_columns(varied), summary_columns(varied)
     name = _sweep_json(sweep_dir).get("name") or results[0].get("sweep") or sweep_dir.name
-    chance = chance_level(results, metric, predictions, next((s for s in summary if s["strategy"] == BASELINE), None))
+    chance = chance_level(results, metric, predictions, summary)
     advice = recommendation(summary, cfg.margin, cfg.cost, metric, on_test > 0)
     if chance and chance["above"] is False:   # a verdict against a baseline at chance says nothing
         advice = f"{chance_sentence(chance, metric)} {advice}"
