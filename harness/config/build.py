@@ -74,6 +74,9 @@ def _check_data(cfg: SweepConfig) -> None:
         raise ConfigError("data.val_source", "set one of data.val_split or data.val_source")
     if d.val_size == 0 and (d.val_split or d.val_source):
         raise ConfigError("data.val_size", "0 (no validation set) contradicts data.val_split / data.val_source")
+    if d.val_size == 0 and t.load_best:
+        raise ConfigError("train.load_best", "needs a validation set to pick the best point on (data.val_size is "
+                                             "0): picking it on the test split would tune on the test")
     if d.curve_eval_size and d.val_size and d.curve_eval_size > d.val_size:
         raise ConfigError("data.curve_eval_size", f"{d.curve_eval_size} exceeds data.val_size {d.val_size}")
     if d.train_size is not None and d.train_size < 2:

@@ -155,6 +155,10 @@ class TrainConfig:
     # the selection metric (curves, early stopping, searchers, selection, the table): null = accuracy for
     # classification, pearson for regression; accuracy is always recorded alongside for classification
     metric: Optional[Literal["accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman"]] = None
+    # at the end, go back to the weights of the validation curve's best point after step 0 (train.metric; the
+    # earliest of ties), then evaluate the whole validation set and the test there and save those weights:
+    # Hugging Face Trainer's load_best_model_at_end. Needs a validation set; false: the last step's weights
+    load_best: Bool = False
 
 
 @dataclass(frozen=True, config=SECTION)

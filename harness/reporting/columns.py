@@ -64,10 +64,12 @@ COLUMN_DOCS = {
               "every val_score / test_score / diff column is in its units",
     "n_seeds": "trials in the group (one per seed) = n_ok + n_diverged + n_failed + n_stopped + n_running",
     "n_ok": "trials that finished all steps and have a test score",
-    "val_score_mean": f"mean validation score (val.score, whole validation set after the last step) {_SEL}; the "
-                      "best configuration of each strategy is the one with the highest val_score_mean",
+    "val_score_mean": f"mean validation score (val.score, whole validation set after the last step, or at "
+                      f"train.load_best's point) {_SEL}; the best configuration of each strategy is the one with "
+                      "the highest val_score_mean",
     "val_score_std": f"sample std (ddof=1) of val.score {_SEL}; empty with fewer than 2",
-    "test_score_mean": f"mean test score (test.score, the test split evaluated once after the last step) {_SEL}",
+    "test_score_mean": f"mean test score (test.score, the test split evaluated once after the last step, or at "
+                       f"train.load_best's point) {_SEL}",
     "test_score_std": f"sample std (ddof=1) of test.score {_SEL}; empty with fewer than 2",
     "test_score_ci95": "95% CI half-width of test_score_mean: t(0.975, n-1) * test_score_std / sqrt(n); empty with "
                        "fewer than 2",

@@ -127,10 +127,11 @@ class TrialResult(TypedDict, total=False):
     selected_on: str                   # validation | test (no validation set: the selection is optimistic)
     history: list[HistoryRow]
     train_losses: list[float]          # one per optimizer step
-    val: Optional[EvalRecord]          # the whole validation set after the last step
-    test: Optional[EvalRecord]         # the test split, evaluated once, after the last step
+    val: Optional[EvalRecord]          # the whole validation set after the last step (or at loaded_best.step)
+    test: Optional[EvalRecord]         # the test split, evaluated once, after the last step (or at loaded_best.step)
     predictions: Optional[str]         # PREDICTIONS_FILE when the test predictions were written
     best: Optional[dict]               # {"score", "step"}: the best evaluation of the validation curve
+    loaded_best: Optional[dict]        # train.load_best: {"step", "score"} of the curve point val/test were taken at
     model_dir: Optional[str]           # the saved Hugging Face folder (output.save_model)
     throughput: Optional[dict]
     # what the training cost: trainable_ratio_mean (trainable/total averaged over the steps), train_flops (model

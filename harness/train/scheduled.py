@@ -62,6 +62,7 @@ class Trainability:
         if not self.schedule.static:
             self.current = self.schedule.ever()
             strategies.apply_trainable(model, self.current)   # what the optimizer must cover
+        self.ever: frozenset[str] = self.current             # every parameter that may train in this run
 
     def begin(self, model: torch.nn.Module) -> None:
         """After the engine is built: step 0's set is what trains first."""

@@ -2,8 +2,9 @@
 
 Order (torchtune's recipe): seed → data → model → strategy (trainable set) → apply → log counts →
 optimizer over trainable params only → engine → loop (evaluate the validation curve at step 0, every
-``eval_every`` steps and at the end) → the whole validation set (what selection reads) → the test split, once
-(``test`` and ``predictions.parquet``) → ``result.json``. No test example is seen before that last evaluation.
+``eval_every`` steps and at the end) → (``train.load_best``: back to the best validation point's weights) → the
+whole validation set (what selection reads) → the test split, once (``test`` and ``predictions.parquet``) →
+``result.json``. No test example is seen before that last evaluation.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from harness.train import prefix_cache
 from harness.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.train.distributed import ShardedStream, global_mean, rank_world
 from harness.train.engines import Engine, loss_fn, make_engine
-from harness.train.engines.base import MODEL_INPUTS
+from harness.train.engines.base import MODEL_INPUTS, load_trainable_state
 from harness.train.evaluate import Evaluation, collate_split, eval_batch_size, evaluate, to_device
 from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
@@ -101,6 +102,7 @@ class _Run:
         self.lengths: list[int] = []   # real lengths of the current step's reviews (cost accounting)
         self.trainability: Trainability | None = None   # the strategy's trainable set per step (set up in _setup)
         self.final_val: Evaluation | None = None   # the whole validation set at the last step, when the curve read it
+        self.best: dict | None = None   # train.load_best: {step, score, tensors} of the best curve point so far
 
     @property
     def path(self) -> Path:
@@ -153,6 +155,9 @@ def _setup(run: _Run) -> _Setup:
         run.times["prefix_s"] = time.perf_counter() - t_prefix
     curve = "val" if len(data.val) else "test"       # no validation set: choices read the test split (optimistic)
     run.result["selected_on"] = "validation" if curve == "val" else "test"
+    if cfg.train.load_best and curve == "test":   # the config check refuses val_size 0; a set that came out empty
+        run.result.setdefault("warnings", []).append("train.load_best ignored: no validation set (the best point "
+                                                     "would be picked on the test split)")
     every = np.arange(len(data.split(curve)))
     curve_idx = every[: cfg.data.curve_eval_size] if cfg.data.curve_eval_size else every
     run.times["setup_s"] = time.perf_counter() - t_setup
@@ -186,6 +191,7 @@ def _restore(run: _Run, engine: Engine, stream, restore_from) -> None:
         run.train_s, run.eval_s, run.samples, run.tokens, run.padded = timing
         if "trainability" in state:   # schedule position (auto_freeze's depth and gradient norms), cost so far
             run.trainability.load_state_dict(state["trainability"])
+        run.best = state.get("best")
         run.result["resumed_from_step"] = run.step
         log.info("%s: resumed from step %d (%s)", run.cfg.trial_id, run.step, folder)
         return
@@ -207,6 +213,8 @@ def _save_checkpoint(run: _Run, engine: Engine, stream) -> str:
              "result": {"history": run.result["history"], "train_losses": run.result["train_losses"]},
              "train_s": run.train_s, "eval_s": run.eval_s, "samples": run.samples, "tokens": run.tokens,
              "padded": run.padded, "trainability": run.trainability.state_dict()}
+    if run.best is not None:      # train.load_best: a resumed trial still knows its best point
+        state["best"] = run.best
     return str(save_checkpoint(run.scratch / f"step_{run.step:07d}", engine.trainable_state(), state))
 
 
@@ -248,6 +256,30 @@ def _record_eval(run: _Run, s: _Setup, last: bool = False) -> dict:
     return row
 
 
+def _keep_if_best(run: _Run, s: _Setup, row: dict) -> None:
+    """train.load_best: a CPU copy of every parameter the strategy may train, at the best validation point so far
+    (strictly better than the kept one: the earliest of ties, as Hugging Face's Trainer keeps it)."""
+    if not run.cfg.train.load_best or s.curve != "val":
+        return
+    score = row["val_score"]
+    if not math.isfinite(score) or (run.best is not None and score <= run.best["score"]):
+        return
+    params = dict(s.engine.model.named_parameters())
+    run.best = {"step": run.step, "score": float(score),
+                "tensors": {n: params[n].detach().to("cpu", copy=True) for n in sorted(run.trainability.ever)}}
+
+
+def _load_best(run: _Run, s: _Setup) -> None:
+    """Go back to the kept best point's weights (an ok trial whose last point is not the best)."""
+    best = run.best
+    if best is None or best["step"] == run.step:
+        return
+    load_trainable_state(s.engine.model, best["tensors"], run.trainability.ever)
+    run.final_val = None     # the last step's evaluation is not of these weights
+    log.info("%s: train.load_best: back to step %d (validation %s %.4f)", run.cfg.trial_id, best["step"],
+             run.metric, best["score"])
+
+
 def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generator) -> None:
     tc = run.cfg.train
     t = time.perf_counter()
@@ -276,13 +308,17 @@ def _train_step(run: _Run, engine: Engine, stream, s: _Setup, gen: torch.Generat
 
 
 def _record(run: _Run, split: str, ev: Evaluation) -> dict:
-    return {"split": split, "step": run.step, "loss": ev.loss, "score": ev.score(run.metric),
+    step = run.result["loaded_best"]["step"] if run.result.get("loaded_best") else run.step   # whose weights
+    return {"split": split, "step": step, "loss": ev.loss, "score": ev.score(run.metric),
             "metrics": dict(ev.metrics), "size": int(len(ev.example_ids))}
 
 
 def _final_evaluations(run: _Run, s: _Setup) -> None:
     """The whole validation set (selection reads it), then the test split, once, with its predictions."""
     res = run.result
+    if res["status"] == "ok" and run.best is not None:
+        _load_best(run, s)
+        res["loaded_best"] = {"step": run.best["step"], "score": run.best["score"]}
     if s.curve == "val":
         # an ok trial evaluated the whole set with the curve's last point, at these weights; otherwise evaluate now
         current = run.final_val is not None and res["status"] == "ok"
@@ -374,6 +410,7 @@ def run_trial(cfg: TrialConfig, report: Report | None = None, *, tokenized_path:
                                         cached=getattr(s.engine, "prefix", None) is not None)
             if run.step % tc.eval_every == 0 or run.step == tc.max_steps:
                 row = _record_eval(run, s, last=run.step == tc.max_steps)
+                _keep_if_best(run, s, row)
                 ckpt = None
                 if tc.checkpoint_every and run.step % tc.checkpoint_every == 0 and run.step < tc.max_steps:
                     ckpt = _checkpoint(run, s.engine, stream)
