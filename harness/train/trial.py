@@ -34,7 +34,7 @@ from harness.train import prefix_cache
 from harness.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.train.distributed import ShardedStream, global_mean, rank_world
 from harness.train.engines import Engine, loss_fn, make_engine
-from harness.train.engines.base import MODEL_INPUTS, load_trainable_state
+from harness.train.engines.base import MODEL_INPUTS, load_trainable_state, trainable_state
 from harness.train.evaluate import Evaluation, collate_split, eval_batch_size, evaluate, to_device
 from harness.train.export import save_trainable
 from harness.train.model import build_model, load_tokenizer, tokenizer_source
@@ -264,15 +264,18 @@ def _keep_if_best(run: _Run, s: _Setup, row: dict) -> None:
     score = row["val_score"]
     if not math.isfinite(score) or (run.best is not None and score <= run.best["score"]):
         return
-    params = dict(s.engine.model.named_parameters())
+    kept = trainable_state(s.engine.model, run.trainability.ever)
     run.best = {"step": run.step, "score": float(score),
-                "tensors": {n: params[n].detach().to("cpu", copy=True) for n in sorted(run.trainability.ever)}}
+                "tensors": {n: t.to("cpu", copy=True) for n, t in kept.items()}}
 
 
 def _load_best(run: _Run, s: _Setup) -> None:
-    """Go back to the kept best point's weights (an ok trial whose last point is not the best)."""
+    """Go back to the kept best point's weights (an ok trial whose last point is not the best), and record it."""
     best = run.best
-    if best is None or best["step"] == run.step:
+    if best is None:
+        return
+    run.result["loaded_best"] = {"step": best["step"], "score": best["score"]}
+    if best["step"] == run.step:
         return
     load_trainable_state(s.engine.model, best["tensors"], run.trainability.ever)
     run.final_val = None     # the last step's evaluation is not of these weights
@@ -316,9 +319,8 @@ def _record(run: _Run, split: str, ev: Evaluation) -> dict:
 def _final_evaluations(run: _Run, s: _Setup) -> None:
     """The whole validation set (selection reads it), then the test split, once, with its predictions."""
     res = run.result
-    if res["status"] == "ok" and run.best is not None:
+    if res["status"] == "ok":
         _load_best(run, s)
-        res["loaded_best"] = {"step": run.best["step"], "score": run.best["score"]}
     if s.curve == "val":
         # an ok trial evaluated the whole set with the curve's last point, at these weights; otherwise evaluate now
         current = run.final_val is not None and res["status"] == "ok"
