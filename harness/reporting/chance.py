@@ -66,10 +66,14 @@ def chance_sentence(chance: dict | None, metric: str) -> str:
         return ""
     text = (f"Chance: always predicting class {chance['label']!r} (the test split's majority, n={chance['n']:,}) "
             f"scores {metric} {chance['score']:.4f}")
-    others = [f"{name} {t['score']:.4f}" + (f" (p {t['p_value']:.3g})" if t["p_value"] is not None else "")
-              for name, t in chance.get("strategies", {}).items() if name != BASELINE and not t["above"]]
+    def named(above: bool) -> str:
+        return ", ".join(f"{name} {t['score']:.4f}" + (f" (p {t['p_value']:.3g})" if t["p_value"] is not None else "")
+                         for name, t in chance.get("strategies", {}).items()
+                         if name != BASELINE and bool(t["above"]) is above)
+    others, also = named(False), named(True)
     either = " either" if chance["above"] is False else ""
-    below = f" Not above it{either}: {', '.join(others)}." if others else ""
+    below = (f" Also above it: {also}." if also and chance["above"] else "") + \
+        (f" Not above it{either}: {others}." if others else "")
     if chance["baseline_score"] is None:
         return text + "." + below
     test = f", binomial p {chance['p_value']:.3g}" if chance["p_value"] is not None else ""

@@ -129,8 +129,7 @@ def _row(trials: Sequence[dict], ok: Sequence[dict], varied: Sequence[str], metr
     row.update({f"n_{s}": counts[s] for s in STATUSES[1:]})
     row["n_failed"] += counts["ok"] - len(ok)   # an "ok" trial without a finite test score is malformed
     row["max_step_reached"] = max(f.last_step(r) for r in trials)
-    finals = [s for s in over_ok(lambda r: f.num(f.get(r, "test", "step")))
-              if s is not None]
+    finals = over_ok(f.last_step)   # not test.step: with train.load_best that is the restored step, not the last
     row["final_step"] = int(max(finals)) if finals else None
     row.update({k: hp.get(k) for k in varied})
     return {c: row.get(c) for c in row_columns(varied)}

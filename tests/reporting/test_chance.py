@@ -72,6 +72,15 @@ def test_every_strategy_is_tested_and_those_at_chance_are_named(tmp_path):
     assert at_chance.startswith("Chance:") and f"Not above it either: freeze_attention 0.5036 (p {p70:.3g})." in at_chance
 
 
+def test_strategies_above_chance_besides_full_are_named_with_their_p(tmp_path):
+    folder = _sweep(tmp_path, 0.6043, fa_acc=0.5827)      # 84/139 and 81/139 against 70/139
+    p = {k: binomtest(k, 139, 70 / 139, alternative="greater").pvalue for k in (84, 81)}
+    assert p[84] < p[81] < 0.05
+    report.write_report(folder, console=lambda *_: None, plots=False)
+    assert (f"full 0.6043 is above it, binomial p {p[84]:.3g}. Also above it: freeze_attention 0.5827 (p {p[81]:.3g})."
+            in (folder / "comparison.md").read_text())
+
+
 def test_other_classification_metrics_use_the_constant_predictor_and_regression_has_none():
     loaded = (np.arange(len(LABELS)), LABELS, LABELS)
     mcc = chance_level([make_result(0, metric="mcc")], "mcc", lambda r: loaded,

@@ -121,6 +121,14 @@ def test_diverged_failed_stopped_running_are_counted_not_dropped():
     assert only_row([odd])["n_failed"] == 1 and only_row([odd])["n_ok"] == 0
 
 
+def test_final_step_is_the_last_step_trained_even_when_load_best_restored_an_earlier_one():
+    seeds = [trial(0, curve=[0.5, 0.7, 0.6, 0.55], max_steps=30), trial(1, curve=[0.5, 0.6, 0.65, 0.6], max_steps=30)]
+    for r, step in zip(seeds, (10, 20)):                    # train.load_best went back to steps 10 and 20 of 30
+        r["test"]["step"] = r["val"]["step"] = step
+        r["loaded_best"] = {"step": step, "score": r["history"][step // 10]["val_score"]}
+    assert only_row(seeds)["final_step"] == 30
+
+
 def test_placeholder_without_hparams_joins_its_group():
     # the Tune adapter writes a bare "failed" result (no hparams, no params) for a trial that never started
     ok = trial(0)
