@@ -54,9 +54,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _absolute_output(cfg: SweepConfig) -> SweepConfig:
+def _absolute_paths(cfg: SweepConfig) -> SweepConfig:
+    """Relative paths are read against the folder the sweep was started in, as transformers and Hugging Face
+    datasets read them; a Ray trial runs in its own working folder, so they go to the trials absolute. The model
+    keys only where they name a local folder: anything else is a packaged model or a hub id."""
+    def local(name: str | None) -> str | None:
+        return str(Path(name).expanduser().resolve()) if name and Path(name).expanduser().is_dir() else name
     out = dataclasses.replace(cfg.output, dir=str(Path(cfg.output.dir).expanduser().resolve()))
-    return dataclasses.replace(cfg, output=out)
+    model = dataclasses.replace(cfg.model, name=local(cfg.model.name), tokenizer=local(cfg.model.tokenizer))
+    return dataclasses.replace(cfg, output=out, model=model)
 
 
 def _prepare_folder(sweep_dir: Path, resume: bool, overwrite: bool, lock: SweepLock) -> None:
@@ -91,7 +97,7 @@ def main(argv=None) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = _absolute_output(load_config(args.config, args.overrides))
+        cfg = _absolute_paths(load_config(args.config, args.overrides))
         trials = preflight(cfg)
         if args.dry_run:
             if sampled(cfg):   # the plan: studies x budget x seeds and the space; nothing is sampled

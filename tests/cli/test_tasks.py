@@ -20,10 +20,10 @@ TINY = ["--set", "model.name=null", "--set", "model.arch=bert", "--set", "model.
         "--set", "resources.cpus_per_trial=1", "--set", "search.seed=[0, 1]"]
 
 
-def _sweep(config, tmp_path, cache_dir, *extra):
+def _sweep(config, tmp_path, cache_dir, *extra, cwd=ROOT):
     env = {**os.environ, "FREEZEBENCH_CACHE": str(cache_dir)}
-    proc = subprocess.run([sys.executable, "-m", "harness.sweep", config, *TINY, *extra,
-                           "--set", f"output.dir={tmp_path / 'results'}"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "harness.sweep", str(ROOT / config), *TINY, *extra,
+                           "--set", f"output.dir={tmp_path / 'results'}"], cwd=cwd, capture_output=True,
                           text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc
@@ -61,12 +61,15 @@ def test_stsb_regression_sweep_keeps_a_model_that_reproduces_its_predictions(tmp
     assert set(kept) == {"full", "freeze_attention"}                         # one model per strategy
     assert not list(sweep_dir.glob("trials/*/trainable.safetensors"))      # weights exported, then removed
     _reproduce(kept["freeze_attention"], sweep_dir, cache_dir)
-    # intermediate-task training: RTE from the kept STS-B model, its 1-output head replaced by a 2-class one
+    # intermediate-task training: RTE from the kept STS-B model, its 1-output head replaced by a 2-class one; the
+    # folder named as docs/tasks.md names it, relative to where the sweep starts (the trials run elsewhere)
+    relative = os.path.relpath(kept["full"]["model_dir"], tmp_path)
+    assert relative == os.path.join("results", "glue_stsb", "models", "full")
     _sweep("configs/glue_rte.yaml", tmp_path, cache_dir, "--set", f"data.source={SHARED / 'glue' / 'RTE'}",
            "--set", "data.config_name=null", "--set", "data.test_split=dev", "--set", "model.arch=null",
-           "--set", "model.overrides={}", "--set", f"model.name={kept['full']['model_dir']}",
+           "--set", "model.overrides={}", "--set", f"model.name={relative}",
            "--set", "model.ignore_mismatched_sizes=true", "--set", "search.strategy=[freeze_attention]",
-           "--set", "search.seed=[0]")
+           "--set", "search.seed=[0]", cwd=tmp_path)
     (rte,) = _results(tmp_path / "results" / "glue_rte")
     assert rte["status"] == "ok" and rte["metric"]["name"] == "accuracy" and rte["test"]["size"] == 139
     assert rte["params"]["total"] == kept["full"]["params"]["total"] + 32 + 1   # one more output: 32 weights, 1 bias
